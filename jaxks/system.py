@@ -151,7 +151,7 @@ class System:
     @classmethod
     def from_xyz_string(cls, text: str, **kwargs) -> "System":
         """Parse xyz text (first frame, Angstrom)."""
-        symbols, coords = parse_xyz_frame(text.splitlines(), source="<string>")
+        symbols, coords, _ = parse_xyz_frame(text.splitlines(), source="<string>")
         return cls.from_symbols(symbols, coords, **kwargs)
 
     @classmethod
@@ -159,7 +159,7 @@ class System:
         """Take geometry, charge, basis and auxiliary basis from a PySCF ``Mole``."""
         if mol.spin != 0:
             raise InputError(f"open-shell systems are not supported yet: spin {mol.spin}")
-        symbols = [_elements.std_symbol(mol.atom_pure_symbol(i)) for i in range(mol.natm)]
+        symbols = [normalize_symbol(mol.atom_pure_symbol(i)) for i in range(mol.natm)]
         auxbasis = getattr(mol, "auxbasis", None) or DEFAULT_AUXBASIS
         return cls(tuple(symbols), mol.atom_coords(unit="Bohr"), charge=mol.charge,
                    basis=mol.basis, auxbasis=auxbasis, grid_level=grid_level)

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+import jaxks  # noqa: F401  (float64 on)
+from jaxks.system import System
+
+
+def make_system(geometry, **kwargs) -> System:
+    symbols, coords = geometry
+    return System.from_symbols(symbols, np.asarray(coords), **kwargs)
+
+
+def pyscf_rks(mol, xc, auxbasis, grids, conv_tol=1e-12):
+    """PySCF's density-fitted RKS on exactly the given grids (no density-based grid pruning)."""
+    from pyscf import dft
+
+    mf = dft.RKS(mol, xc=xc).density_fit(auxbasis=auxbasis)
+    mf.grids = grids
+    mf.small_rho_cutoff = 0
+    mf.conv_tol = conv_tol
+    mf.conv_tol_grad = 1e-7
+    mf.max_cycle = 200
+    mf.kernel()
+    assert mf.converged
+    return mf
