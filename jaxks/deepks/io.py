@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxks
-from jaxks.deepks.correction import DeePKSParams, DeePKSTerm, deepks_params
+from jaxks.deepks.correction import DeePKSTerm, deepks_forces, deepks_params
 from jaxks.deepks.model import ModelConfig, ModelParams
 from jaxks.deepks.projectors import (ProjectorBasis, projector_derivatives, projector_overlaps,
                                      resolve_basis)
@@ -78,6 +78,11 @@ class DeePKSModel:
     def projector_derivatives(self, mol):
         """Derivative integrals for :func:`jaxks.deepks.correction.deepks_forces`."""
         return projector_derivatives(mol, self.basis)
+
+    def forces(self, mol, gamma) -> jax.Array:
+        """DeePKS force term F_A = −∂E_δ/∂R_A at fixed Γ [nao, nao], [natm, 3] (Hartree/Bohr)."""
+        term, theta = self.prepare(mol)
+        return deepks_forces(term, jnp.asarray(gamma), theta, self.projector_derivatives(mol))
 
 
 # --------------------------------------------------------------------------- flattening

@@ -105,3 +105,19 @@ def test_checksum_catches_consistent_zip_with_altered_array(model, tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ModelFileError, match="corrupted"):
         load_model(tmp_path / "bad.npz")
+
+
+def test_loaded_model_prepares_scf_term(model, tmp_path, water_mol, water_dm):
+    """The bundle builds (term, θ) with element constants from the molecule's own symbols."""
+    from jaxks.deepks.correction import deepks_forces, deepks_params
+    from jaxks.deepks.projectors import projector_derivatives, projector_overlaps
+
+    save_model(tmp_path / "m.npz", model)
+    loaded = load_model(tmp_path / "m.npz")
+    term, theta = loaded.prepare(water_mol)
+    ref = deepks_params(model.params, projector_overlaps(water_mol), ["O", "H", "H"], ("H", "O"))
+    np.testing.assert_array_equal(theta.element_onehot, ref.element_onehot)
+    assert term(water_dm, theta) == model.term(water_dm, ref)
+    np.testing.assert_array_equal(
+        loaded.forces(water_mol, water_dm),
+        deepks_forces(model.term, water_dm, ref, projector_derivatives(water_mol)))
