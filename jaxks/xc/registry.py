@@ -1,0 +1,161 @@
+"""The functional type, the registry of named functionals, and energy + potential evaluation.
+
+A functional is a weighted sum of libxc-equivalent terms, e(ρ, σ) = Σ_k w_k e_k(ρ, σ), each term an
+energy density (Hartree/Bohr³) with libxc's own small-density screening. Potentials come from JAX
+automatic differentiation of e, so they are consistent with the energy to all orders.
+
+Which libxc terms each name means was checked with ``pyscf.dft.libxc.parse_xc`` (PySCF 2.14,
+libxc 7.0.0). Note PySCF's "vwn" is VWN5 (libxc LDA_C_VWN, id 7), not VWN_RPA (id 8), and PySCF's
+bare "lda" is Slater exchange only; here "lda" means PySCF's "lda,vwn".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxks.xc import lda as _lda
+from jaxks.xc import pbe as _pbe
+
+
+@dataclass(frozen=True)
+class XCTerm:
+    """One libxc functional in a sum: weight × energy density.
+
+    Attributes:
+        libxc_name: the libxc functional it reproduces, e.g. "GGA_X_PBE".
+        energy_density: e(ρ, σ) [...] → [...], Hartree/Bohr³ (closed shell, libxc screening included).
+        weight: coefficient in the sum.
+    """
+    libxc_name: str
+    energy_density: Callable
+    weight: float = 1.0
+
+
+LDA_X = XCTerm("LDA_X", _lda.lda_x)
+LDA_C_VWN = XCTerm("LDA_C_VWN", _lda.lda_c_vwn)
+LDA_C_VWN_RPA = XCTerm("LDA_C_VWN_RPA", _lda.lda_c_vwn_rpa)
+LDA_C_PW = XCTerm("LDA_C_PW", _lda.lda_c_pw)
+LDA_C_PW_MOD = XCTerm("LDA_C_PW_MOD", _lda.lda_c_pw_mod)
+GGA_X_PBE = XCTerm("GGA_X_PBE", _pbe.gga_x_pbe)
+GGA_C_PBE = XCTerm("GGA_C_PBE", _pbe.gga_c_pbe)
+
+
+@dataclass(frozen=True)
+class XCFunctional:
+    """A closed-shell exchange-correlation functional. Hashable: usable as a ``jax.jit`` static argument.
+
+    Attributes:
+        name: registry name (lower case).
+        family: "lda" (depends on ρ only) or "gga" (on ρ and σ = |∇ρ|²).
+        pyscf_xc: the PySCF ``xc`` string this functional reproduces.
+        terms: the weighted libxc terms whose sum is the semilocal energy density.
+        exact_exchange: fraction of exact (Hartree-Fock) exchange to add in the SCF (0 here).
+        omega: range-separation parameter ω (Bohr⁻¹) of that exchange; 0: no range separation.
+    """
+    name: str
+    family: str
+    pyscf_xc: str
+    terms: tuple[XCTerm, ...]
+    exact_exchange: float = 0.0
+    omega: float = 0.0
+
+    def __post_init__(self):
+        if self.family not in ("lda", "gga"):
+            raise ValueError(f"XC family must be 'lda' or 'gga', got {self.family!r}")
+
+    def energy_density(self, rho, sigma=None):
+        """e(ρ, σ) = Σ_k w_k e_k(ρ, σ) = ρ ε_xc, Hartree/Bohr³.
+
+        Args:
+            rho: total electron density [...], electrons/Bohr³.
+            sigma: |∇ρ|² [...], electrons²/Bohr⁸; may be None (treated as 0) for an LDA.
+        Returns:
+            e [...], same shape as rho.
+        """
+        rho = jnp.asarray(rho)
+        sigma = jnp.zeros_like(rho) if sigma is None else jnp.asarray(sigma)
+        e = jnp.zeros_like(rho)
+        for term in self.terms:
+            e = e + term.weight * term.energy_density(rho, sigma)
+        return e
+
+
+def eval_xc(xc: XCFunctional, rho, sigma=None):
+    """Energy density and its partial derivatives, by reverse-mode autodiff of ``xc.energy_density``.
+
+        e = ρ ε_xc(ρ, σ),   v_ρ = ∂e/∂ρ,   v_σ = ∂e/∂σ   (pointwise)
+
+    Same convention as libxc's ``vrho``/``vsigma`` (closed shell). Differentiable again
+    (second derivatives are finite away from screened points and zero on them).
+
+    Args:
+        xc: the functional.
+        rho: total electron density [...], electrons/Bohr³.
+        sigma: |∇ρ|² [...], electrons²/Bohr⁸; None means 0 (fine for an LDA).
+    Returns:
+        (e, vrho, vsigma), each [...]: Hartree/Bohr³, Hartree, Hartree·Bohr⁵. vsigma is zero for an LDA.
+    """
+    rho = jnp.asarray(rho)
+    sigma = jnp.zeros_like(rho) if sigma is None else jnp.asarray(sigma)
+    e, pullback = jax.vjp(xc.energy_density, rho, sigma)
+    vrho, vsigma = pullback(jnp.ones_like(e))
+    return e, vrho, vsigma
+
+
+def _lda_vwn(name):
+    return XCFunctional(name, "lda", "lda,vwn", (LDA_X, LDA_C_VWN))
+
+
+def _pbe(name):
+    return XCFunctional(name, "gga", "pbe", (GGA_X_PBE, GGA_C_PBE))
+
+
+_REGISTRY: dict[str, XCFunctional] = {
+    "lda": _lda_vwn("lda"),
+    "lda,vwn": _lda_vwn("lda,vwn"),
+    "lda,vwn5": _lda_vwn("lda,vwn5"),
+    "svwn": _lda_vwn("svwn"),
+    "slater,vwn": _lda_vwn("slater,vwn"),
+    "lda,vwn_rpa": XCFunctional("lda,vwn_rpa", "lda", "lda,vwn_rpa", (LDA_X, LDA_C_VWN_RPA)),
+    "lda,pw": XCFunctional("lda,pw", "lda", "lda,pw", (LDA_X, LDA_C_PW)),
+    "lda,pw_mod": XCFunctional("lda,pw_mod", "lda", "lda,pw_mod", (LDA_X, LDA_C_PW_MOD)),
+    "slater": XCFunctional("slater", "lda", "lda,", (LDA_X,)),
+    "pbe": _pbe("pbe"),
+    "pbe,pbe": _pbe("pbe,pbe"),
+}
+
+
+def known_names() -> tuple[str, ...]:
+    """All registered functional names, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get_xc(name: str | XCFunctional) -> XCFunctional:
+    """Functional by name (case-insensitive; spaces ignored). An :class:`XCFunctional` is returned as is.
+
+    Raises:
+        ValueError: unknown name; the message lists the known names.
+    """
+    if isinstance(name, XCFunctional):
+        return name
+    if not isinstance(name, str):
+        raise ValueError(f"XC functional must be given by name (a string), got {type(name).__name__}")
+    key = "".join(name.split()).lower()
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise ValueError(f"Unknown exchange-correlation functional {name!r}; "
+                         f"known: {', '.join(known_names())}") from None
+
+
+def register(xc: XCFunctional) -> XCFunctional:
+    """Add a functional to the registry under ``xc.name`` (lower case); refuses to replace a different one."""
+    key = xc.name.lower()
+    if key in _REGISTRY and _REGISTRY[key] != xc:
+        raise ValueError(f"An XC functional named {xc.name!r} is already registered")
+    _REGISTRY[key] = xc
+    return xc
