@@ -1,0 +1,127 @@
+"""``jaxks scf``: one Kohn-Sham calculation from an xyz file, printed as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from jaxks.units import EV_PER_HARTREE
+
+
+def register(sub) -> None:
+    p = sub.add_parser("scf", help="run a Kohn-Sham SCF on an xyz file (Angstrom)",
+                       description="Restricted Kohn-Sham SCF with density-fitted Coulomb. "
+                       "Energies are printed in Hartree (Eh) and eV.")
+    p.add_argument("xyz", help="geometry file (xyz, Angstrom; the first frame is used)")
+    add_system_arguments(p)
+    add_scf_arguments(p)
+    p.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="write the results as JSON to PATH (or stdout when no PATH is given)")
+    p.set_defaults(func=run)
+
+
+def add_system_arguments(p) -> None:
+    p.add_argument("--xc", default="pbe", help="functional (default: pbe)")
+    p.add_argument("--basis", default="def2-svp", help="orbital basis (default: def2-svp)")
+    p.add_argument("--auxbasis", default="def2-universal-jkfit",
+                   help="density-fitting basis (default: def2-universal-jkfit)")
+    p.add_argument("--grid-level", type=int, default=3, help="PySCF grid level 0-9 (default: 3)")
+    p.add_argument("--charge", type=int, default=0, help="total charge (default: 0)")
+
+
+def add_scf_arguments(p) -> None:
+    p.add_argument("--max-cycles", type=int, default=100)
+    p.add_argument("--conv-tol", type=float, default=1e-10, help="energy change tolerance (Eh)")
+    p.add_argument("--level-shift", type=float, default=0.0, help="virtual level shift (Eh)")
+    p.add_argument("--damping", type=float, default=0.0, help="density damping factor 0-1")
+
+
+def scf_options(args):
+    from jaxks.scf import SCFOptions
+
+    return SCFOptions(max_cycles=args.max_cycles, e_tol=args.conv_tol,
+                      level_shift=args.level_shift, damping=args.damping)
+
+
+def summarize(system, result, timings: dict, window: int = 4) -> dict:
+    """A JSON-ready summary of an SCF result (energies in Eh and eV)."""
+    eps = np.asarray(result.mo_energy)
+    n_occ = result.n_occ
+    lo, hi = max(n_occ - window, 0), min(n_occ + window, eps.size)
+    orbitals = [dict(index=i, label=_label(i, n_occ), occupation=2.0 if i < n_occ else 0.0,
+                     energy_eh=float(eps[i]), energy_ev=float(eps[i] * EV_PER_HARTREE))
+                for i in range(lo, hi)]
+    p = result.parts
+    return dict(
+        units=dict(energy="Hartree (eV where the key says so)", length="Angstrom (input)"),
+        formula=system.formula, n_atoms=system.n_atoms, n_electrons=system.n_electrons,
+        basis=system.basis, auxbasis=system.auxbasis, grid_level=system.grid_level,
+        energy_eh=float(result.energy),
+        energy_parts_eh=dict(one_electron=float(p.one_electron), coulomb=float(p.coulomb),
+                             xc=float(p.xc), correction=float(p.term), nuclear=float(p.nuclear)),
+        homo_eh=float(result.homo), lumo_eh=float(result.lumo),
+        gap_ev=float(result.gap * EV_PER_HARTREE), orbitals=orbitals,
+        converged=bool(result.converged), cycles=int(result.cycles),
+        timings_s={k: float(v) for k, v in timings.items()})
+
+
+def _label(i, n_occ):
+    if i < n_occ:
+        return "HOMO" if i == n_occ - 1 else f"HOMO-{n_occ - 1 - i}"
+    return "LUMO" if i == n_occ else f"LUMO+{i - n_occ}"
+
+
+def print_summary(s: dict, out=sys.stdout) -> None:
+    w = out.write
+    w(f"{s['formula']}: {s['n_atoms']} atoms, {s['n_electrons']} electrons, basis {s['basis']}, "
+      f"auxbasis {s['auxbasis']}, grid level {s['grid_level']}\n")
+    w(f"Total energy      {s['energy_eh']:20.10f} Eh\n")
+    for k, v in s["energy_parts_eh"].items():
+        w(f"  {k:<15s} {v:20.10f} Eh\n")
+    w("Orbital energies around the gap:\n")
+    for o in reversed(s["orbitals"]):
+        w(f"  {o['label']:<8s} occ {o['occupation']:.0f}  {o['energy_eh']:14.8f} Eh "
+          f"{o['energy_ev']:12.4f} eV\n")
+    w(f"HOMO-LUMO gap     {s['gap_ev']:.4f} eV\n")
+    status = "yes" if s["converged"] else "NO  <-- NOT CONVERGED"
+    w(f"Converged         {status} ({s['cycles']} cycles)\n")
+    t = s["timings_s"]
+    w("Timings           " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()) + "\n")
+
+
+def run(args) -> int:
+    from jaxks.integrals import compute_integrals
+    from jaxks.scf import run_scf
+    from jaxks.system import System
+
+    system = System.from_xyz(args.xyz, basis=args.basis, auxbasis=args.auxbasis,
+                             grid_level=args.grid_level, charge=args.charge)
+    t0 = time.perf_counter()
+    ints = compute_integrals(system)
+    t_int = time.perf_counter() - t0
+    result, timings = run_scf(ints, args.xc, options=scf_options(args), warn=False,
+                              return_timings=True)
+    s = summarize(system, result, dict(integrals=t_int, compile=timings["compile"],
+                                       scf=timings["scf"]))
+    s["xc"] = args.xc
+    emit(s, args.json)
+    if not s["converged"]:
+        print(f"jaxks: warning: SCF did not converge in {s['cycles']} cycles", file=sys.stderr)
+        return 3
+    return 0
+
+
+def emit(summary: dict, json_target) -> None:
+    """Print the table, or JSON to stdout ('-') or to a file."""
+    if json_target is None:
+        print_summary(summary)
+    elif json_target == "-":
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_summary(summary)
+        with open(json_target, "w") as f:
+            json.dump(summary, f, indent=2)

@@ -1,0 +1,224 @@
+"""The one place that asks PySCF for integrals; everything is returned as arrays in a pytree.
+
+For a :class:`~jaxks.system.System` we compute, once per geometry,
+
+* ``S``      overlap  S_μν = <μ|ν>                                   [nao, nao]
+* ``T``      kinetic  T_μν = <μ|-½∇²|ν>                              [nao, nao]
+* ``V``      nuclear attraction V_μν = <μ|Σ_A -Z_A/|r-R_A||ν>        [nao, nao]
+* ``e_nuc``  nuclear repulsion Σ_{A<B} Z_A Z_B / R_AB                 scalar, Hartree
+* ``cderi``  whitened density-fitting tensor B_P,μν = Σ_Q (L⁻¹)_PQ (Q|μν), with (P|Q) = L Lᵀ,
+             stored on the packed lower triangle μ ≥ ν (PySCF's ``pack_tril`` order)  [naux, nao(nao+1)/2]
+             so that (μν|λσ) ≈ Σ_P B_P,μν B_P,λσ (the same approximation as PySCF's ``density_fit``)
+* the integration grid (coordinates [ngrid, 3] Bohr, weights [ngrid]), padded with zero-weight
+  points to a whole number of blocks so the XC integration can ``lax.scan`` over equal blocks,
+* ``guess``  PySCF's MINAO initial density matrix [nao, nao],
+* the basis description (:class:`jaxks.basis.BasisData`) for evaluating AOs on the grid in JAX.
+
+The 3-centre tensor is built block by block over AO shells and whitened in place, so peak memory
+is the result plus one block — this is what lets (H2O)32/def2-SVP fit on a 24 GB machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+
+from jaxks.basis import BasisData, basis_data
+from jaxks.linalg import n_independent
+from jaxks.system import InputError, System
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Integrals:
+    """Integrals of one geometry (atomic units). Array fields are pytree leaves.
+
+    Static fields (``n_elec``, ``nao``, ``n_mo``, ``block_size``) are part of the tree structure, so
+    a jitted function taking an ``Integrals`` recompiles only when these or the array shapes change.
+    """
+
+    S: jax.Array
+    T: jax.Array
+    V: jax.Array
+    e_nuc: jax.Array
+    cderi: jax.Array
+    grid_coords: jax.Array
+    grid_weights: jax.Array
+    basis: BasisData
+    atom_coords: jax.Array
+    atom_charges: jax.Array
+    guess: jax.Array | None = None
+    n_elec: int = dataclasses.field(metadata=dict(static=True), default=0)
+    nao: int = dataclasses.field(metadata=dict(static=True), default=0)
+    n_mo: int = dataclasses.field(metadata=dict(static=True), default=0)
+    block_size: int = dataclasses.field(metadata=dict(static=True), default=0)
+
+    @property
+    def hcore(self) -> jax.Array:
+        """Core Hamiltonian h = T + V, [nao, nao]."""
+        return self.T + self.V
+
+    @property
+    def n_occ(self) -> int:
+        return self.n_elec // 2
+
+    @property
+    def naux(self) -> int:
+        return self.cderi.shape[0]
+
+    @property
+    def n_grid(self) -> int:
+        return self.grid_weights.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegralTimings:
+    """Wall time (s) spent in each integral stage."""
+
+    one_electron: float
+    density_fitting: float
+    grid: float
+
+    @property
+    def total(self) -> float:
+        return self.one_electron + self.density_fitting + self.grid
+
+
+def make_grids(mol, level: int):
+    """PySCF's Becke/Treutler grids at ``level`` (the default PySCF RKS grid, no density pruning)."""
+    from pyscf.dft import gen_grid
+
+    grids = gen_grid.Grids(mol)
+    grids.level = level
+    grids.build(with_non0tab=False)
+    return grids
+
+
+def auxmol_for(mol, auxbasis):
+    """The auxiliary-basis molecule PySCF's density fitting would use."""
+    from pyscf.df import addons
+
+    try:
+        return addons.make_auxmol(mol, auxbasis)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise InputError(f"cannot build auxiliary basis {auxbasis!r}: {err}") from err
+
+
+def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
+    """Whitened 3-centre tensor B = L⁻¹ (P|μν), packed on μ ≥ ν, built block by block.
+
+    Args:
+        mol, auxmol: PySCF molecules of the orbital and auxiliary basis.
+        max_block_mb: memory for one block of raw 3-centre integrals.
+    Returns:
+        float64 array [naux, nao(nao+1)/2].
+    """
+    from pyscf.df import incore
+
+    j2c = auxmol.intor("int2c2e", hermi=1)
+    naux = j2c.shape[0]
+    try:
+        low = scipy.linalg.cholesky(j2c, lower=True)
+        whiten = lambda x: scipy.linalg.solve_triangular(low, x, lower=True,  # noqa: E731
+                                                        overwrite_b=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        # Metric not numerically positive definite: whiten with its eigenvectors instead,
+        # dropping the null space, as PySCF does.
+        w, v = scipy.linalg.eigh(j2c)
+        keep = w > 1e-14
+        v = v[:, keep] / np.sqrt(w[keep])
+        naux = v.shape[1]
+        whiten = lambda x: v.T @ x  # noqa: E731
+    nao = mol.nao
+    ao_loc = mol.ao_loc_nr()
+    out = np.empty((naux, nao * (nao + 1) // 2))
+    # Block over AO shell rows i: pairs (i >= j) of rows ao_loc[i0]:ao_loc[i1] are contiguous
+    # in the packed triangle.
+    max_pairs = max(int(max_block_mb * 1e6 / 8 / max(naux, 1)), 1)
+    nbas = mol.nbas
+    i0 = 0
+    while i0 < nbas:
+        i1 = i0 + 1
+        while i1 < nbas and (ao_loc[i1 + 1] * (ao_loc[i1 + 1] + 1) // 2
+                             - ao_loc[i0] * (ao_loc[i0] + 1) // 2) <= max_pairs:
+            i1 += 1
+        p0 = ao_loc[i0] * (ao_loc[i0] + 1) // 2
+        p1 = ao_loc[i1] * (ao_loc[i1] + 1) // 2
+        int3c = incore.aux_e2(mol, auxmol, intor="int3c2e", aosym="s2ij",
+                              shls_slice=(i0, i1, 0, i1, 0, auxmol.nbas))
+        out[:, p0:p1] = whiten(np.asarray(int3c).reshape(p1 - p0, -1).T)
+        i0 = i1
+    return out
+
+
+def _grid_block_size(nao: int, n_grid: int, deriv_comps: int = 4,
+                     target_mb: float = 96.0) -> int:
+    """Grid points per XC block so one block of AO values (and gradients) stays near target_mb."""
+    size = int(target_mb * 1e6 / (8 * deriv_comps * max(nao, 1)))
+    size = max(128, min(size, 8192))
+    size = min(size, -(-n_grid // 128) * 128)  # no block larger than the (rounded) grid
+    return max(128, size // 128 * 128)
+
+
+def compute_integrals(system: System, *, block_size: int | None = None,
+                      return_timings: bool = False):
+    """Compute every integral the SCF needs for ``system`` (PySCF, host side, once).
+
+    Returns:
+        :class:`Integrals` (and :class:`IntegralTimings` if ``return_timings``).
+    """
+    mol = system.to_pyscf()
+    return integrals_from_pyscf(mol, auxbasis=system.auxbasis, grid_level=system.grid_level,
+                                block_size=block_size, return_timings=return_timings)
+
+
+def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
+                         block_size: int | None = None, return_timings: bool = False):
+    """As :func:`compute_integrals`, from a PySCF ``Mole`` (optionally with ready-made ``grids``)."""
+    if mol.cart:
+        raise InputError("Cartesian basis functions (mol.cart=True) are not supported")
+    if mol.spin != 0 or mol.nelectron % 2:
+        raise InputError(f"open-shell systems are not supported yet: {mol.nelectron} electrons")
+    t0 = time.perf_counter()
+    S = mol.intor_symmetric("int1e_ovlp")
+    T = mol.intor_symmetric("int1e_kin")
+    V = mol.intor_symmetric("int1e_nuc")
+    e_nuc = mol.energy_nuc()
+    t1 = time.perf_counter()
+    cderi = cholesky_cderi(mol, auxmol_for(mol, auxbasis))
+    t2 = time.perf_counter()
+    if grids is None:
+        grids = make_grids(mol, grid_level)
+    coords = np.asarray(grids.coords)
+    weights = np.asarray(grids.weights)
+    n_grid = weights.shape[0]
+    if block_size is None:
+        block_size = _grid_block_size(mol.nao, n_grid)
+    n_pad = -n_grid % block_size
+    if n_pad:
+        # Zero-weight padding points sit on the first atom: finite density, no contribution.
+        coords = np.concatenate([coords, np.repeat(mol.atom_coord(0)[None], n_pad, 0)])
+        weights = np.concatenate([weights, np.zeros(n_pad)])
+    from pyscf.scf import hf
+    guess = hf.init_guess_by_minao(mol)
+    t3 = time.perf_counter()
+    n_mo = n_independent(S)  # canonical orthogonalisation keeps as many orbitals as PySCF
+    if n_mo < mol.nelectron // 2:
+        raise InputError("the basis is too linearly dependent for the number of electrons")
+    ints = Integrals(
+        S=jnp.asarray(S), T=jnp.asarray(T), V=jnp.asarray(V), e_nuc=jnp.asarray(e_nuc),
+        cderi=jnp.asarray(cderi), grid_coords=jnp.asarray(coords),
+        grid_weights=jnp.asarray(weights), basis=basis_data(mol),
+        atom_coords=jnp.asarray(mol.atom_coords()), atom_charges=jnp.asarray(mol.atom_charges(),
+                                                                            dtype=jnp.float64),
+        guess=jnp.asarray(guess),
+        n_elec=int(mol.nelectron), nao=int(mol.nao), n_mo=n_mo, block_size=int(block_size))
+    del cderi
+    if return_timings:
+        return ints, IntegralTimings(t1 - t0, t2 - t1, t3 - t2)
+    return ints

@@ -1,0 +1,367 @@
+"""Restricted Kohn-Sham SCF, the whole loop one jit-compiled ``lax.while_loop``.
+
+Energy of a closed-shell density matrix Γ (total, tr ΓS = N_elec), atomic units:
+
+    E[Γ] = tr(Γh) + ½ tr(Γ J[Γ]) + E_xc[Γ] + E_term(Γ, θ) + E_nuc
+    J_μν = Σ_P B_P,μν Σ_λσ B_P,λσ Γ_λσ                     (density-fitted Coulomb)
+    F[Γ] = ∂E/∂Γ = h + J[Γ] + V_xc[Γ] + ∂E_term/∂Γ
+    F C = S C ε  (canonical orthogonalisation X, XᵀSX = 1),   Γ = 2 Σ_{i<N/2} c_i c_iᵀ
+
+``E_term`` is the extension point: any hashable callable ``term(Γ, θ) -> scalar`` (a neural
+correction, a scaled functional, an external potential) enters energy and Fock matrix the same
+way, its potential obtained by ``jax.grad``.
+
+Each iteration extrapolates the Fock matrix with CDIIS on the orthonormal commutator
+e = Xᵀ(FΓS − SΓF)X, optionally level-shifts the virtual space and damps the density, and stops when
+|ΔE| < ``e_tol`` and ‖e‖_F < ``comm_tol``. Nothing leaves the device inside the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxks.integrals import Integrals
+from jaxks.linalg import orthogonalizer
+from jaxks.numint import xc_energy_potential
+from jaxks.xc import XCFunctional, get_xc
+
+
+class SCFNotConvergedWarning(RuntimeWarning):
+    """An SCF stopped at ``max_cycles`` without meeting its convergence criteria."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SCFOptions:
+    """Settings of the SCF loop (hashable: a static argument of the jitted loop).
+
+    Attributes:
+        max_cycles: iteration cap.
+        e_tol: convergence threshold on |E_k − E_{k−1}| (Hartree).
+        comm_tol: threshold on the Frobenius norm of Xᵀ(FΓS − SΓF)X (Hartree).
+        diis_space: number of Fock/error pairs kept for CDIIS (0 disables DIIS).
+        diis_start: first cycle at which DIIS extrapolates.
+        level_shift: shift (Hartree) added to virtual orbital energies while iterating.
+        damping: fraction of the previous density mixed into the new one (0 = none).
+    """
+
+    max_cycles: int = 100
+    e_tol: float = 1e-10
+    comm_tol: float = 1e-6
+    diis_space: int = 8
+    diis_start: int = 1
+    level_shift: float = 0.0
+    damping: float = 0.0
+
+
+EnergyTerm = Callable[[jax.Array, Any], jax.Array]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class EnergyParts:
+    """Components of the total energy (Hartree)."""
+
+    one_electron: jax.Array
+    coulomb: jax.Array
+    xc: jax.Array
+    term: jax.Array
+    nuclear: jax.Array
+
+    @property
+    def total(self) -> jax.Array:
+        return self.one_electron + self.coulomb + self.xc + self.term + self.nuclear
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SCFResult:
+    """The converged (or last) SCF state.
+
+    Attributes:
+        energy: total energy (Hartree).
+        parts: :class:`EnergyParts`.
+        mo_energy: orbital energies ε [n_mo] (Hartree), ascending.
+        mo_coeff: orbital coefficients C [nao, n_mo], CᵀSC = 1.
+        gamma: total density matrix Γ [nao, nao] the energy is evaluated at.
+        fock: Fock matrix F[Γ] [nao, nao] (Hartree).
+        converged: bool flag; cycles: iterations used; delta_e, comm_norm: last criteria values.
+    """
+
+    energy: jax.Array
+    parts: EnergyParts
+    mo_energy: jax.Array
+    mo_coeff: jax.Array
+    gamma: jax.Array
+    fock: jax.Array
+    converged: jax.Array
+    cycles: jax.Array
+    delta_e: jax.Array
+    comm_norm: jax.Array
+    n_occ: int = dataclasses.field(metadata=dict(static=True), default=0)
+
+    @property
+    def homo(self) -> jax.Array:
+        return self.mo_energy[self.n_occ - 1]
+
+    @property
+    def lumo(self) -> jax.Array:
+        return self.mo_energy[self.n_occ]
+
+    @property
+    def gap(self) -> jax.Array:
+        """HOMO–LUMO gap (Hartree)."""
+        return self.lumo - self.homo
+
+
+# ----------------------------------------------------------------------------- Fock build
+def pack_tril(m: jax.Array) -> jax.Array:
+    """Lower triangle (μ ≥ ν) of [n, n] as a vector [n(n+1)/2], PySCF's row-major order."""
+    rows, cols = np.tril_indices(m.shape[0])
+    return m[rows, cols]
+
+
+def unpack_tril(v: jax.Array, n: int) -> jax.Array:
+    """Symmetric [n, n] matrix from its packed lower triangle (inverse of :func:`pack_tril`)."""
+    rows, cols = np.tril_indices(n)
+    low = jnp.zeros((n, n), v.dtype).at[rows, cols].set(v)
+    return low + low.T - jnp.diag(jnp.diag(low))
+
+
+def coulomb(gamma: jax.Array, cderi: jax.Array) -> jax.Array:
+    """Density-fitted Coulomb matrix J_μν = Σ_P B_P,μν d_P,  d_P = Σ_λσ B_P,λσ Γ_λσ.
+
+    Args:
+        gamma: symmetric density matrix [nao, nao].
+        cderi: packed whitened 3-centre tensor [naux, nao(nao+1)/2].
+    Returns:
+        J [nao, nao] (Hartree).
+    """
+    nao = gamma.shape[0]
+    # off-diagonal pairs appear once in the packed triangle but twice in the full contraction
+    g = pack_tril(gamma * (2.0 - jnp.eye(nao, dtype=gamma.dtype)))
+    d = cderi @ g
+    return unpack_tril(d @ cderi, nao)
+
+
+def fock_matrix(gamma, ints: Integrals, xc: XCFunctional, term: EnergyTerm | None, params):
+    """F[Γ] = ∂E/∂Γ and the energy parts at Γ. Returns (F [nao, nao], :class:`EnergyParts`)."""
+    h = ints.hcore
+    j = coulomb(gamma, ints.cderi)
+    exc, vxc = xc_energy_potential(gamma, ints, xc)
+    fock = h + j + vxc
+    if term is not None:
+        e_term, v_term = jax.value_and_grad(term)(gamma, params)
+        fock = fock + 0.5 * (v_term + v_term.T)
+    else:
+        e_term = jnp.zeros((), gamma.dtype)
+    parts = EnergyParts(one_electron=jnp.vdot(gamma, h), coulomb=0.5 * jnp.vdot(gamma, j),
+                        xc=exc, term=e_term, nuclear=ints.e_nuc)
+    return fock, parts
+
+
+def diagonalize(fock: jax.Array, x: jax.Array):
+    """Solve F C = S C ε through X: ε, U = eigh(XᵀFX), C = XU. Returns (ε [n_mo], C [nao, n_mo])."""
+    eps, u = jnp.linalg.eigh(x.T @ fock @ x)
+    return eps, x @ u
+
+
+def aufbau_density(mo_coeff: jax.Array, n_occ: int) -> jax.Array:
+    """Γ = 2 Σ_{i<n_occ} c_i c_iᵀ [nao, nao]."""
+    c = mo_coeff[:, :n_occ]
+    return 2.0 * c @ c.T
+
+
+def commutator_error(fock, gamma, S, x):
+    """Orthonormal-basis SCF error e = Xᵀ(FΓS − SΓF)X [n_mo, n_mo] (zero at self-consistency)."""
+    fds = fock @ gamma @ S
+    return x.T @ (fds - fds.T) @ x
+
+
+# ----------------------------------------------------------------------------- DIIS
+def diis_extrapolate(focks: jax.Array, errors: jax.Array, count: jax.Array) -> jax.Array:
+    """CDIIS: F = Σ_i c_i F_i minimising ‖Σ_i c_i e_i‖ subject to Σ_i c_i = 1.
+
+    Args:
+        focks, errors: ring buffers [m, nao, nao] and [m, n_mo, n_mo]; slots ≥ count are unused.
+        count: number of filled slots (traced int).
+    Returns:
+        the extrapolated Fock matrix [nao, nao].
+    """
+    m = focks.shape[0]
+    valid = jnp.arange(m) < count
+    b = jnp.einsum("iab,jab->ij", errors, errors)
+    scale = jnp.max(jnp.where(valid, jnp.diag(b), 0.0))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    vv = valid[:, None] & valid[None, :]
+    # Unused slots decouple as identity rows so the bordered system stays square and regular.
+    b = jnp.where(vv, b / scale, jnp.eye(m, dtype=b.dtype))
+    a = jnp.zeros((m + 1, m + 1), b.dtype)
+    a = a.at[:m, :m].set(b)
+    a = a.at[m, :m].set(jnp.where(valid, -1.0, 0.0))
+    a = a.at[:m, m].set(jnp.where(valid, -1.0, 0.0))
+    rhs = jnp.zeros(m + 1, b.dtype).at[m].set(-1.0)
+    c = jnp.linalg.lstsq(a, rhs)[0][:m]
+    c = jnp.where(valid, c, 0.0)
+    f = jnp.einsum("i,iab->ab", c, focks)
+    # An ill-conditioned history can give garbage; fall back to the newest Fock matrix.
+    newest = focks[(count - 1) % m]
+    ok = jnp.all(jnp.isfinite(f)) & (jnp.abs(jnp.sum(c) - 1.0) < 1e-6)
+    return jnp.where(ok, f, newest)
+
+
+# ----------------------------------------------------------------------------- the loop
+#: How many times the SCF loop has been traced (compiled); a check on recompilation.
+TRACE_COUNT = {"scf_loop": 0}
+
+
+def _scf_loop(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: SCFOptions):
+    TRACE_COUNT["scf_loop"] += 1
+    n_occ = ints.n_occ
+    x = orthogonalizer(ints.S, ints.n_mo)
+    S = ints.S
+    m = max(options.diis_space, 1)
+    nao, n_mo = ints.nao, ints.n_mo
+
+    def build(gamma):
+        f, parts = fock_matrix(gamma, ints, xc, term, params)
+        return f, parts.total, commutator_error(f, gamma, S, x)
+
+    f0, e0, err0 = build(gamma0)
+    state = dict(
+        gamma=gamma0, fock=f0, energy=e0, delta_e=jnp.asarray(jnp.inf, e0.dtype),
+        comm=jnp.linalg.norm(err0), cycle=jnp.zeros((), jnp.int32),
+        converged=jnp.zeros((), bool),
+        focks=jnp.zeros((m, nao, nao), f0.dtype).at[0].set(f0),
+        errors=jnp.zeros((m, n_mo, n_mo), f0.dtype).at[0].set(err0),
+        count=jnp.ones((), jnp.int32))
+
+    def cond(s):
+        return (~s["converged"]) & (s["cycle"] < options.max_cycles)
+
+    def body(s):
+        f = s["fock"]
+        if options.diis_space > 0:
+            f = jnp.where(s["cycle"] + 1 >= options.diis_start,
+                          diis_extrapolate(s["focks"], s["errors"], jnp.minimum(s["count"], m)),
+                          f)
+        if options.level_shift:
+            sgs = S @ s["gamma"] @ S
+            f = f + options.level_shift * (S - 0.5 * sgs)
+        _, c = diagonalize(f, x)
+        gamma = aufbau_density(c, n_occ)
+        if options.damping:
+            gamma = (1.0 - options.damping) * gamma + options.damping * s["gamma"]
+        f_new, e_new, err = build(gamma)
+        comm = jnp.linalg.norm(err)
+        de = jnp.abs(e_new - s["energy"])
+        slot = s["count"] % m
+        return dict(
+            gamma=gamma, fock=f_new, energy=e_new, delta_e=de, comm=comm,
+            cycle=s["cycle"] + 1,
+            converged=(de < options.e_tol) & (comm < options.comm_tol),
+            focks=s["focks"].at[slot].set(f_new), errors=s["errors"].at[slot].set(err),
+            count=s["count"] + 1)
+
+    s = jax.lax.while_loop(cond, body, state)
+    return s
+
+
+_scf_loop_jit = jax.jit(_scf_loop, static_argnames=("xc", "term", "options"))
+_COMPILED: dict = {}
+
+
+def _compiled_loop(ints, params, guess, xc, term, options):
+    """Ahead-of-time compiled SCF loop, cached on static settings and argument shapes, so the
+    compile time can be reported separately and repeated calls never recompile."""
+    args = (ints, params, guess)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    key = (treedef, tuple((jnp.shape(v), jnp.result_type(v)) for v in leaves), xc, term, options)
+    fn = _COMPILED.get(key)
+    if fn is None:
+        fn = _scf_loop_jit.lower(*args, xc=xc, term=term, options=options).compile()
+        _COMPILED[key] = fn
+    return fn
+
+
+def finalize(ints: Integrals, params, gamma, xc: XCFunctional, term, *, loop_state=None,
+             eigh=None) -> SCFResult:
+    """One Fock build and diagonalisation at Γ: the observables of the SCF solution.
+
+    Differentiable: with ``eigh`` a degeneracy-safe eigensolver and Γ carrying implicit
+    derivatives, every field of the result carries correct derivatives.
+    """
+    fock, parts = fock_matrix(gamma, ints, xc, term, params)
+    x = orthogonalizer(ints.S, ints.n_mo)
+    eigh = eigh or jnp.linalg.eigh
+    eps, u = eigh(x.T @ fock @ x)
+    c = x @ u
+    if loop_state is None:
+        loop_state = dict(converged=jnp.ones((), bool), cycle=jnp.zeros((), jnp.int32),
+                          delta_e=jnp.zeros(()), comm=jnp.zeros(()))
+    return SCFResult(energy=parts.total, parts=parts, mo_energy=eps, mo_coeff=c, gamma=gamma,
+                     fock=fock, converged=loop_state["converged"], cycles=loop_state["cycle"],
+                     delta_e=loop_state["delta_e"], comm_norm=loop_state["comm"],
+                     n_occ=ints.n_occ)
+
+
+_finalize_jit = jax.jit(finalize, static_argnames=("xc", "term", "eigh"))
+
+
+def core_guess(ints: Integrals) -> jax.Array:
+    """Density of the core Hamiltonian's lowest N/2 orbitals (a guess needing no PySCF)."""
+    x = orthogonalizer(ints.S, ints.n_mo)
+    _, c = diagonalize(ints.hcore, x)
+    return aufbau_density(c, ints.n_occ)
+
+
+def resolve_xc(xc) -> XCFunctional:
+    return get_xc(xc) if isinstance(xc, str) else xc
+
+
+def run_scf(ints: Integrals, xc: str | XCFunctional = "pbe", *, term: EnergyTerm | None = None,
+            params=None, options: SCFOptions = SCFOptions(), guess: jax.Array | None = None,
+            warn: bool = True, return_timings: bool = False):
+    """Run the jit-compiled restricted Kohn-Sham SCF.
+
+    Args:
+        ints: integrals of the system (:func:`jaxks.integrals.compute_integrals`).
+        xc: functional name (``"pbe"``, ``"lda"`` ...) or :class:`jaxks.xc.XCFunctional`.
+        term: optional hashable ``term(Γ, θ) -> E`` added to the energy; ∂E/∂Γ joins the Fock matrix.
+        params: θ, any pytree passed to ``term``.
+        options: :class:`SCFOptions`.
+        guess: initial density matrix [nao, nao]; default the integrals' MINAO guess if present,
+            else the core-Hamiltonian guess.
+        warn: emit :class:`SCFNotConvergedWarning` when the loop does not converge.
+    Returns:
+        :class:`SCFResult` (and a dict of timings ``compile``, ``scf`` in seconds if asked).
+    """
+    xc = resolve_xc(xc)
+    if guess is None:
+        guess = ints.guess if ints.guess is not None else core_guess(ints)
+    traced_before = TRACE_COUNT["scf_loop"]
+    t0 = time.perf_counter()
+    compiled = _compiled_loop(ints, params, guess, xc, term, options)
+    t1 = time.perf_counter()
+    state = compiled(ints, params, guess)
+    jax.block_until_ready(state["gamma"])
+    t2 = time.perf_counter()
+    result = _finalize_jit(ints, params, state["gamma"], xc=xc, term=term, loop_state=state)
+    jax.block_until_ready(result.energy)
+    t3 = time.perf_counter()
+    if warn and not bool(result.converged):
+        warnings.warn(
+            f"SCF did not converge in {int(result.cycles)} cycles: |dE| = "
+            f"{float(result.delta_e):.2e} Eh (tol {options.e_tol:.0e}), commutator norm = "
+            f"{float(result.comm_norm):.2e} (tol {options.comm_tol:.0e}). Try level_shift or "
+            "damping.", SCFNotConvergedWarning, stacklevel=2)
+    if return_timings:
+        return result, dict(compile=t1 - t0, scf=(t2 - t1) + (t3 - t2),
+                            traced=TRACE_COUNT["scf_loop"] - traced_before)
+    return result
