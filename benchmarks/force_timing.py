@@ -1,0 +1,111 @@
+"""Cost of analytic forces relative to the SCF, jaxks vs PySCF (same basis, aux basis, grid), (H2O)_n.
+
+For each cluster size: jaxks derivative-integral time (PySCF, host, once per geometry), force
+compile time (XLA, first call) and steady-state force time (second call), next to the jaxks SCF
+time (steady state); PySCF's `nuc_grad_method().kernel()` time next to its SCF time. The ratio
+force/SCF is the number to look at; `maxdF` = max |F_jaxks − F_PySCF| (Hartree/Bohr).
+
+    python benchmarks/force_timing.py --sizes 1 2 4 8 16 --out benchmarks/results/force_timing_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxks  # noqa: E402, F401
+from common import machine, markdown_table, water_cluster  # noqa: E402
+from jaxks.forces import force_integrals, forces  # noqa: E402
+from jaxks.integrals import integrals_from_pyscf, make_grids  # noqa: E402
+from jaxks.scf import SCFOptions, run_scf  # noqa: E402
+from jaxks.system import System  # noqa: E402
+
+
+def bench(n, basis, aux, level, xc, grid_response, pyscf_max):
+    system = System.from_symbols(*water_cluster(n), basis=basis, auxbasis=aux, grid_level=level)
+    mol = system.to_pyscf()
+    mol.max_memory = 16000
+    grids = make_grids(mol, level)
+    ints = integrals_from_pyscf(mol, aux, level, grids=grids)
+    opts = SCFOptions(e_tol=1e-10, comm_tol=1e-6)
+    run_scf(ints, xc, options=opts)  # compile
+    t0 = time.perf_counter()
+    res = run_scf(ints, xc, options=opts)
+    jax.block_until_ready(res.energy)
+    t_scf = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fints = force_integrals(mol, aux, grids=grids)
+    jax.block_until_ready(fints.ip1)
+    t_fint = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    f = jax.block_until_ready(forces(res, ints, fints, xc, grid_response=grid_response))
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    f = jax.block_until_ready(forces(res, ints, fints, xc, grid_response=grid_response))
+    t_force = time.perf_counter() - t0
+    row = dict(n=n, nao=ints.nao, naux=ints.naux, ngrid=ints.n_grid,
+               jaxks_scf_s=t_scf, jaxks_dint_s=t_fint, jaxks_force_compile_s=t_first - t_force,
+               jaxks_force_s=t_force, jaxks_ratio=(t_force + t_fint) / t_scf,
+               pyscf_scf_s=float("nan"), pyscf_force_s=float("nan"), pyscf_ratio=float("nan"),
+               maxdF=float("nan"))
+    del fints
+    if n <= pyscf_max:
+        from pyscf import dft
+
+        mf = dft.RKS(mol, xc=xc).density_fit(auxbasis=aux)
+        mf.grids = grids
+        mf.small_rho_cutoff = 0
+        mf.conv_tol = 1e-10
+        mf.verbose = 0
+        t0 = time.perf_counter()
+        mf.kernel()
+        t_pscf = time.perf_counter() - t0
+        g = mf.nuc_grad_method()
+        g.grid_response = grid_response
+        g.verbose = 0
+        t0 = time.perf_counter()
+        ref = -g.kernel()
+        t_pforce = time.perf_counter() - t0
+        row.update(pyscf_scf_s=t_pscf, pyscf_force_s=t_pforce, pyscf_ratio=t_pforce / t_pscf,
+                   maxdF=float(np.max(np.abs(np.asarray(f) - ref))))
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    ap.add_argument("--basis", default="def2-svp")
+    ap.add_argument("--auxbasis", default="def2-universal-jkfit")
+    ap.add_argument("--grid-level", type=int, default=3)
+    ap.add_argument("--xc", default="pbe")
+    ap.add_argument("--grid-response", action="store_true")
+    ap.add_argument("--pyscf-max", type=int, default=16, help="largest n also run with PySCF")
+    ap.add_argument("--out", help="append the markdown table to this file")
+    args = ap.parse_args(argv)
+    rows = []
+    for n in args.sizes:
+        rows.append(bench(n, args.basis, args.auxbasis, args.grid_level, args.xc,
+                          args.grid_response, args.pyscf_max))
+        print(rows[-1], flush=True)
+    table = markdown_table(rows)
+    header = (f"\n## Forces, {args.xc.upper()}/{args.basis}, aux {args.auxbasis}, grid level "
+              f"{args.grid_level}, grid response {'on' if args.grid_response else 'off'}\n"
+              f"Machine: {machine()}. Times in seconds. `jaxks_dint_s`: derivative integrals "
+              f"(PySCF, once per geometry); `jaxks_ratio` = (dint + force) / SCF; `pyscf_ratio` = "
+              f"gradient / SCF; `maxdF` = max |F_jaxks − F_PySCF| (Hartree/Bohr).\n\n")
+    print(header + table)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(header + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
