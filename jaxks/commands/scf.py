@@ -18,13 +18,20 @@ def register(sub) -> None:
     p.add_argument("xyz", help="geometry file (xyz, Angstrom; the first frame is used)")
     add_system_arguments(p)
     add_scf_arguments(p)
+    p.add_argument("--forces", action="store_true",
+                   help="also compute nuclear forces (printed in Eh/Bohr and eV/Angstrom)")
+    p.add_argument("--grid-response", action="store_true",
+                   help="include the integration grid's response in the forces")
+    p.add_argument("--model", metavar="FILE",
+                   help="DeePKS model file: run DeePKS-SCF (base functional from the model "
+                   "unless --xc is given)")
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="write the results as JSON to PATH (or stdout when no PATH is given)")
     p.set_defaults(func=run)
 
 
 def add_system_arguments(p) -> None:
-    p.add_argument("--xc", default="pbe", help="functional (default: pbe)")
+    p.add_argument("--xc", default=None, help="functional (default: pbe, or the model's base)")
     p.add_argument("--basis", default="def2-svp", help="orbital basis (default: def2-svp)")
     p.add_argument("--auxbasis", default="def2-universal-jkfit",
                    help="density-fitting basis (default: def2-universal-jkfit)")
@@ -74,8 +81,8 @@ def _label(i, n_occ):
     return "LUMO" if i == n_occ else f"LUMO+{i - n_occ}"
 
 
-def print_summary(s: dict, out=sys.stdout) -> None:
-    w = out.write
+def print_summary(s: dict, out=None) -> None:
+    w = (out or sys.stdout).write
     w(f"{s['formula']}: {s['n_atoms']} atoms, {s['n_electrons']} electrons, basis {s['basis']}, "
       f"auxbasis {s['auxbasis']}, grid level {s['grid_level']}\n")
     w(f"Total energy      {s['energy_eh']:20.10f} Eh\n")
@@ -97,31 +104,62 @@ def run(args) -> int:
     from jaxks.scf import run_scf
     from jaxks.system import System
 
+    model = None
+    if args.model:
+        from jaxks.deepks.io import load_model
+
+        model = load_model(args.model, base_xc=args.xc)
+    xc = args.xc or (model.base_xc if model else "pbe")
     system = System.from_xyz(args.xyz, basis=args.basis, auxbasis=args.auxbasis,
                              grid_level=args.grid_level, charge=args.charge)
     t0 = time.perf_counter()
     ints = compute_integrals(system)
+    term, params = model.prepare(system.to_pyscf()) if model else (None, None)
     t_int = time.perf_counter() - t0
-    result, timings = run_scf(ints, args.xc, options=scf_options(args), warn=False,
-                              return_timings=True)
-    s = summarize(system, result, dict(integrals=t_int, compile=timings["compile"],
-                                       scf=timings["scf"]))
-    s["xc"] = args.xc
-    emit(s, args.json)
+    result, timings = run_scf(ints, xc, term=term, params=params, options=scf_options(args),
+                              warn=False, return_timings=True)
+    times = dict(integrals=t_int, compile=timings["compile"], scf=timings["scf"])
+    forces = None
+    if args.forces:
+        t0 = time.perf_counter()
+        forces = compute_forces(system, ints, result, xc, model, args.grid_response)
+        times["forces"] = time.perf_counter() - t0
+    s = summarize(system, result, times)
+    s["xc"] = xc
+    s["model"] = args.model
+    if forces is not None:
+        from jaxks.forces import forces_json
+
+        s.update(forces_json(forces), grid_response=args.grid_response)
+    emit(s, args.json, forces=forces, symbols=system.symbols)
     if not s["converged"]:
         print(f"jaxks: warning: SCF did not converge in {s['cycles']} cycles", file=sys.stderr)
         return 3
     return 0
 
 
-def emit(summary: dict, json_target) -> None:
-    """Print the table, or JSON to stdout ('-') or to a file."""
-    if json_target is None:
-        print_summary(summary)
-    elif json_target == "-":
+def compute_forces(system, ints, result, xc, model=None, grid_response=False):
+    """F = −dE/dR [natm, 3] (Hartree/Bohr), plus the DeePKS term when a model is used."""
+    from jaxks.forces import force_integrals, forces
+
+    fints = force_integrals(system, grid_level=system.grid_level if grid_response else None)
+    f = forces(result, ints, fints, xc, grid_response=grid_response)
+    if model is not None:
+        f = f + model.forces(system.to_pyscf(), result.gamma)
+    return np.asarray(f)
+
+
+def emit(summary: dict, json_target, forces=None, symbols=None) -> None:
+    """Print the table (and forces), or JSON to stdout ('-'), or the table and a JSON file."""
+    if json_target == "-":
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    else:
-        print_summary(summary)
+        return
+    print_summary(summary)
+    if forces is not None:
+        from jaxks.forces import format_forces
+
+        print(format_forces(symbols, forces))
+    if json_target is not None:
         with open(json_target, "w") as f:
             json.dump(summary, f, indent=2)

@@ -1,0 +1,69 @@
+"""The ``jaxks`` command line: output contents, JSON, forces, and error handling."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxks.cli import main
+from jaxks.units import EV_ANGSTROM_PER_HARTREE_BOHR, EV_PER_HARTREE
+from tests import geometries as geo
+from tests.conftest import make_system, pyscf_rks
+
+
+@pytest.fixture()
+def water_xyz(tmp_path):
+    system = make_system(geo.WATER)
+    path = tmp_path / "water.xyz"
+    path.write_text(system.to_xyz("water"))
+    return path
+
+
+def test_scf_json_matches_pyscf(water_xyz, capsys):
+    from jaxks.integrals import make_grids
+
+    rc = main(["scf", str(water_xyz), "--xc", "pbe", "--basis", "def2-svp", "--grid-level", "0",
+               "--forces", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["converged"]
+    system = make_system(geo.WATER, grid_level=0)
+    mol = system.to_pyscf()
+    ref = pyscf_rks(mol, "pbe", "def2-universal-jkfit", make_grids(mol, 0))
+    assert abs(out["energy_eh"] - ref.e_tot) < 1e-8
+    homo = ref.mo_energy[4]
+    assert abs(out["homo_eh"] - homo) < 1e-7
+    assert abs(out["gap_ev"] - (ref.mo_energy[5] - homo) * EV_PER_HARTREE) < 1e-5
+    f = np.array(out["forces_hartree_per_bohr"])
+    g_ref = ref.nuc_grad_method().kernel()
+    np.testing.assert_allclose(f, -g_ref, atol=1e-6)
+    np.testing.assert_allclose(np.array(out["forces_ev_per_angstrom"]),
+                               f * EV_ANGSTROM_PER_HARTREE_BOHR, rtol=1e-12)
+    assert set(out["timings_s"]) >= {"integrals", "compile", "scf", "forces"}
+
+
+def test_scf_table_and_json_file(water_xyz, tmp_path, capsys):
+    target = tmp_path / "out.json"
+    rc = main(["scf", str(water_xyz), "--xc", "lda", "--grid-level", "0", "--json", str(target)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    for needle in ("Total energy", "HOMO", "LUMO", "HOMO-LUMO gap", "Converged         yes",
+                   "Timings"):
+        assert needle in text
+    data = json.loads(target.read_text())
+    assert data["xc"] == "lda" and "Hartree" in data["units"]["energy"]
+
+
+def test_unconverged_scf_exit_status(water_xyz, capsys):
+    rc = main(["scf", str(water_xyz), "--grid-level", "0", "--max-cycles", "2"])
+    captured = capsys.readouterr()
+    assert rc == 3
+    assert "NOT CONVERGED" in captured.out and "did not converge" in captured.err
+
+
+def test_bad_input_exit_status(tmp_path, capsys):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("1\ncomment\nQq 0 0 0\n")
+    assert main(["scf", str(bad)]) == 2
+    assert "unknown element: 'Qq'" in capsys.readouterr().err
+    assert main(["scf", str(tmp_path / "missing.xyz")]) == 2
+    assert "cannot read xyz file" in capsys.readouterr().err
