@@ -1,0 +1,57 @@
+"""Shared pieces of the benchmark scripts: water clusters, machine description, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+
+import numpy as np
+
+
+def water_cluster(n: int, seed: int = 0, spacing: float = 2.9):
+    """(H2O)_n on a jittered cubic lattice (Angstrom), random orientations, O–O ≥ ~2.6 Å.
+
+    A deterministic stand-in for a liquid-like cluster of the right size and density,
+    good for timing (the electronic structure cost depends on size, not on the H-bond details).
+    """
+    rng = np.random.default_rng(seed)
+    side = int(np.ceil(n ** (1 / 3)))
+    sites = np.array([(i, j, k) for i in range(side) for j in range(side) for k in range(side)],
+                     float)[:n] * spacing
+    sites += rng.uniform(-0.15, 0.15, sites.shape)
+    r, half = 0.9572, np.deg2rad(104.52) / 2
+    local = np.array([[0, 0, 0], [r * np.sin(half), 0, r * np.cos(half)],
+                      [-r * np.sin(half), 0, r * np.cos(half)]])
+    symbols, coords = [], []
+    for o in sites:
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        symbols += ["O", "H", "H"]
+        coords += list(o + local @ q.T)
+    return symbols, np.array(coords)
+
+
+def machine() -> str:
+    """A one-line description of the machine: CPU model and cores, or the JAX GPU."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        return f"{dev.device_kind} ({dev.platform}), jax {jax.__version__}"
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(l.split(":", 1)[1].strip() for l in out.splitlines()
+                     if l.startswith("Model name"))
+    except Exception:  # noqa: BLE001
+        pass
+    return f"{model}, {os.cpu_count()} cores (CPU), jax {jax.__version__}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])
+                                       for k in keys) + " |")
+    return "\n".join(lines)

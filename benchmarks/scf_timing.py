@@ -1,0 +1,88 @@
+"""Wall time of a PBE SCF, jaxks vs PySCF (same basis, auxiliary basis, grid), for (H2O)_n.
+
+jaxks time is split into integral generation (PySCF, host), compilation (XLA) and the
+steady-state SCF (a second run of the compiled loop from the same guess). PySCF's time is
+one `mf.kernel()` with density fitting, its integrals included (reported separately where
+PySCF exposes them: the DF tensor build).
+
+    python benchmarks/scf_timing.py --sizes 1 2 4 8 16 32 --out benchmarks/results/scf_timing_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+
+import jaxks  # noqa: E402, F401
+from common import machine, markdown_table, water_cluster  # noqa: E402
+from jaxks.integrals import integrals_from_pyscf, make_grids  # noqa: E402
+from jaxks.scf import SCFOptions, run_scf  # noqa: E402
+from jaxks.system import System  # noqa: E402
+
+
+def bench(n: int, basis: str, aux: str, level: int, xc: str, pyscf_max: int):
+    system = System.from_symbols(*water_cluster(n), basis=basis, auxbasis=aux, grid_level=level)
+    mol = system.to_pyscf()
+    mol.max_memory = 20000
+    t0 = time.perf_counter()
+    grids = make_grids(mol, level)
+    ints = integrals_from_pyscf(mol, aux, level, grids=grids)
+    jax.block_until_ready(ints.cderi)
+    t_int = time.perf_counter() - t0
+    opts = SCFOptions(e_tol=1e-9, comm_tol=1e-5)
+    res, t = run_scf(ints, xc, options=opts, return_timings=True)  # compiles
+    t1 = time.perf_counter()
+    res2 = run_scf(ints, xc, options=opts)                          # steady state
+    jax.block_until_ready(res2.energy)
+    t_run = time.perf_counter() - t1
+    row = dict(n=n, nao=ints.nao, naux=ints.naux, ngrid=ints.n_grid,
+               jaxks_integrals_s=t_int, jaxks_compile_s=t["compile"], jaxks_scf_s=t_run,
+               jaxks_cycles=int(res2.cycles), pyscf_s=float("nan"), pyscf_cycles="-",
+               dE_Eh=float("nan"))
+    if n <= pyscf_max:
+        from pyscf import dft
+
+        mf = dft.RKS(mol, xc=xc).density_fit(auxbasis=aux)
+        mf.grids = grids
+        mf.small_rho_cutoff = 0
+        mf.conv_tol = 1e-9
+        t2 = time.perf_counter()
+        e = mf.kernel()
+        row.update(pyscf_s=time.perf_counter() - t2, pyscf_cycles=mf.cycles,
+                   dE_Eh=abs(e - float(res2.energy)))
+    del ints
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    ap.add_argument("--basis", default="def2-svp")
+    ap.add_argument("--auxbasis", default="def2-universal-jkfit")
+    ap.add_argument("--grid-level", type=int, default=3)
+    ap.add_argument("--xc", default="pbe")
+    ap.add_argument("--pyscf-max", type=int, default=32, help="largest n also run with PySCF")
+    ap.add_argument("--out", help="append the markdown table to this file")
+    args = ap.parse_args(argv)
+    rows = []
+    for n in args.sizes:
+        rows.append(bench(n, args.basis, args.auxbasis, args.grid_level, args.xc, args.pyscf_max))
+        print(rows[-1], flush=True)
+    table = markdown_table(rows)
+    header = (f"\n## {args.xc.upper()}/{args.basis}, aux {args.auxbasis}, grid level "
+              f"{args.grid_level}\nMachine: {machine()}. Times in seconds; `dE_Eh` = |E_jaxks − "
+              f"E_PySCF|.\n\n")
+    print(header + table)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(header + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
