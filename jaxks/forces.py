@@ -369,6 +369,8 @@ def format_forces(symbols, forces) -> str:
     f = np.asarray(forces, dtype=float)
     if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] != len(symbols):
         raise ValueError(f"forces must have shape [{len(symbols)}, 3], got {f.shape}")
+    # values below the printed precision show as 0 rather than "-0.00000000"
+    f = np.where(np.abs(f) < 5e-9, 0.0, f)
     ev = f * EV_ANGSTROM_PER_HARTREE_BOHR
     lines = ["Forces (F = -dE/dR)",
              f"{'atom':>8} {'Fx':>13} {'Fy':>13} {'Fz':>13}   {'Fx':>11} {'Fy':>11} {'Fz':>11}",
