@@ -31,8 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
-from typing import Iterable, Sequence, TextIO
+from typing import Iterable, TextIO
 
 import numpy as np
 

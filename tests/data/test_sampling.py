@@ -1,7 +1,5 @@
 """Water geometry generation: validity criteria, requested size, determinism, carving."""
 
-import io
-
 import numpy as np
 import pytest
 

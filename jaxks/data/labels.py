@@ -1,0 +1,203 @@
+"""Electronic-structure labels of a geometry: base (PBE) and target (HSE06) Kohn-Sham results.
+
+A *labeller* is any picklable function ``label(system, settings) -> dict[str, np.ndarray]``
+returning the arrays of :data:`FRAME_KEYS` (the ``{tag}/...`` keys once for ``base`` and once
+for ``target``). Labellers are looked up by the name in ``settings.labeller`` in
+:data:`LABELLERS`, so a jaxks-based labeller can be registered later without touching the
+dataset code.
+
+The PySCF labeller (:func:`pyscf_label`) runs, for each functional xc ∈ {base, target}, with the
+same basis, auxiliary basis and integration grid:
+
+    mf = dft.RKS(mol, xc).density_fit(auxbasis)
+    mf.grids = Grids(mol) at ``grid_level`` (built once, shared), mf.small_rho_cutoff = 0
+    mf.conv_tol = conv_tol, mf.max_cycle = max_cycle; mf.kernel()
+    forces F = −∂E/∂R from mf.nuc_grad_method() (grid response as ``grid_response``)
+
+HSE06 is PySCF/libxc's ``"hse06"`` (HYB_GGA_XC_HSE06: ω = 0.11 Bohr⁻¹, 25 % short-range exact
+exchange). ``small_rho_cutoff = 0`` keeps every grid point so jaxks can reproduce the numbers.
+
+Label arrays (atomic units), ``{tag}`` ∈ {base, target}:
+
+================  ==============  ==========================================================
+key               shape           meaning
+================  ==============  ==========================================================
+atomic_numbers    [natoms]        Z (int64)
+coords            [natoms, 3]     positions (Bohr)
+charge            []              total charge (int64)
+overlap           [nao, nao]      AO overlap S
+{tag}/energy      []              total energy E (Hartree)
+{tag}/forces      [natoms, 3]     F = −dE/dR (Hartree/Bohr)
+{tag}/fock        [nao, nao]      Kohn-Sham matrix F = h + J + V_xc (− K_SR part) at Γ (Hartree)
+{tag}/mo_energy   [nmo]           orbital energies ε (Hartree), ascending
+{tag}/mo_coeff    [nao, nmo]      orbital coefficients C (F C = S C ε)
+{tag}/mo_occ      [nmo]           occupations (2 or 0)
+{tag}/dm          [nao, nao]      AO density matrix Γ = C n Cᵀ (electrons)
+{tag}/converged   []              SCF converged (bool); unconverged frames are kept, flagged
+{tag}/cycles      []              SCF iterations (int64)
+================  ==============  ==========================================================
+
+PySCF's final orbitals are the eigenvectors of the Fock matrix of the previous density, so
+``fock`` and ``mo_energy`` agree to the convergence threshold, not to round-off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol
+
+import numpy as np
+
+from jaxks.system import InputError, System
+
+TAGS = ("base", "target")
+GEOMETRY_KEYS = ("atomic_numbers", "coords", "charge", "overlap")
+TAGGED_KEYS = ("energy", "forces", "fock", "mo_energy", "mo_coeff", "mo_occ", "dm",
+               "converged", "cycles")
+FRAME_KEYS = GEOMETRY_KEYS + tuple(f"{t}/{k}" for t in TAGS for k in TAGGED_KEYS)
+
+#: Units of every label (by the key after the ``{tag}/`` prefix).
+UNITS = {"atomic_numbers": "1", "coords": "Bohr", "charge": "e", "overlap": "1",
+         "energy": "Hartree", "forces": "Hartree/Bohr", "fock": "Hartree",
+         "mo_energy": "Hartree", "mo_coeff": "1", "mo_occ": "electrons", "dm": "electrons",
+         "converged": "bool", "cycles": "iterations"}
+#: Shapes of every label, symbolically.
+SHAPES = {"atomic_numbers": "[natoms]", "coords": "[natoms, 3]", "charge": "[]",
+          "overlap": "[nao, nao]", "energy": "[]", "forces": "[natoms, 3]",
+          "fock": "[nao, nao]", "mo_energy": "[nmo]", "mo_coeff": "[nao, nmo]",
+          "mo_occ": "[nmo]", "dm": "[nao, nao]", "converged": "[]", "cycles": "[]"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSettings:
+    """Everything that determines the labels (recorded in the data; mixing is refused).
+
+    Attributes:
+        base: base functional (PySCF/libxc name), default "pbe".
+        target: target functional, default "hse06".
+        basis, auxbasis: orbital and density-fitting basis (the same for both functionals).
+        grid_level: PySCF grid level 0-9 (same grid for both).
+        conv_tol: SCF energy convergence threshold (Hartree).
+        max_cycle: SCF iteration limit.
+        grid_response: include the grid-weight response in the forces.
+        labeller: name of the labeller in :data:`LABELLERS`.
+    """
+
+    base: str = "pbe"
+    target: str = "hse06"
+    basis: str = "def2-svp"
+    auxbasis: str = "def2-universal-jkfit"
+    grid_level: int = 3
+    conv_tol: float = 1e-10
+    max_cycle: int = 100
+    grid_response: bool = False
+    labeller: str = "pyscf"
+
+    def __post_init__(self):
+        for tag in TAGS:
+            check_functional(getattr(self, tag))
+        if not 0 <= int(self.grid_level) <= 9:
+            raise InputError(f"grid level must be between 0 and 9, got {self.grid_level}")
+        if not self.conv_tol > 0:
+            raise InputError(f"conv_tol must be positive, got {self.conv_tol}")
+        if self.labeller not in LABELLERS:
+            raise InputError(f"unknown labeller {self.labeller!r}; known: {sorted(LABELLERS)}")
+        object.__setattr__(self, "base", self.base.lower())
+        object.__setattr__(self, "target", self.target.lower())
+        object.__setattr__(self, "grid_level", int(self.grid_level))
+        object.__setattr__(self, "conv_tol", float(self.conv_tol))
+        object.__setattr__(self, "max_cycle", int(self.max_cycle))
+        object.__setattr__(self, "grid_response", bool(self.grid_response))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabelSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def differences(self, other: "LabelSettings") -> list[str]:
+        """Human-readable list of the fields that differ (``name: self vs other``)."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k]]
+
+
+def check_functional(xc: str) -> None:
+    """Raise InputError unless libxc (through PySCF) knows the functional ``xc``."""
+    from pyscf.dft import libxc
+
+    try:
+        libxc.parse_xc(xc)
+    except (KeyError, ValueError, NotImplementedError) as err:
+        raise InputError(f"unknown exchange-correlation functional {xc!r}: {err}") from None
+
+
+class Labeller(Protocol):
+    """``label(system, settings) -> dict`` with the keys of :data:`FRAME_KEYS`."""
+
+    def __call__(self, system: System, settings: LabelSettings) -> dict[str, np.ndarray]: ...
+
+
+def pyscf_scf(mol, xc: str, settings: LabelSettings, grids):
+    """The converged PySCF DF-RKS object for ``xc`` with the labelling settings (see module doc)."""
+    from pyscf import dft
+
+    mf = dft.RKS(mol, xc=xc).density_fit(auxbasis=settings.auxbasis)
+    mf.grids = grids
+    mf.small_rho_cutoff = 0
+    mf.conv_tol = settings.conv_tol
+    mf.max_cycle = settings.max_cycle
+    mf.verbose = 0
+    mf.kernel()
+    return mf
+
+
+def pyscf_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray]:
+    """Base and target labels of ``system`` from PySCF density-fitted RKS (see module doc).
+
+    Returns:
+        dict with the keys of :data:`FRAME_KEYS` (float64 except the flags and counters).
+    Raises:
+        InputError: the basis does not cover an element.
+    """
+    from pyscf import dft
+
+    mol = system.to_pyscf(basis=settings.basis)
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = settings.grid_level
+    grids.build()
+    out = {"atomic_numbers": np.asarray(system.atomic_numbers, dtype=np.int64),
+           "coords": np.array(system.coords, dtype=np.float64),
+           "charge": np.array(system.charge, dtype=np.int64),
+           "overlap": np.asarray(mol.intor_symmetric("int1e_ovlp"), dtype=np.float64)}
+    for tag in TAGS:
+        mf = pyscf_scf(mol, getattr(settings, tag), settings, grids)
+        grad = mf.nuc_grad_method()
+        grad.grid_response = settings.grid_response
+        grad.verbose = 0
+        g = grad.kernel()
+        dm = mf.make_rdm1()
+        out.update({
+            f"{tag}/energy": np.array(mf.e_tot, dtype=np.float64),
+            f"{tag}/forces": -np.asarray(g, dtype=np.float64),
+            f"{tag}/fock": np.asarray(mf.get_fock(dm=dm), dtype=np.float64),
+            f"{tag}/mo_energy": np.asarray(mf.mo_energy, dtype=np.float64),
+            f"{tag}/mo_coeff": np.asarray(mf.mo_coeff, dtype=np.float64),
+            f"{tag}/mo_occ": np.asarray(mf.mo_occ, dtype=np.float64),
+            f"{tag}/dm": np.asarray(dm, dtype=np.float64),
+            f"{tag}/converged": np.array(bool(mf.converged)),
+            f"{tag}/cycles": np.array(int(getattr(mf, "cycles", -1)), dtype=np.int64),
+        })
+    return out
+
+
+#: Labellers by name (``LabelSettings.labeller``).
+LABELLERS: dict[str, Callable[[System, LabelSettings], dict]] = {"pyscf": pyscf_label}
+
+
+def get_labeller(name: str) -> Callable[[System, LabelSettings], dict]:
+    try:
+        return LABELLERS[name]
+    except KeyError:
+        raise InputError(f"unknown labeller {name!r}; known: {sorted(LABELLERS)}") from None
