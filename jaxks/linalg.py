@@ -106,7 +106,9 @@ def _inverse_gaps(w, same):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _eigh(a, rtol, atol):
-    return jnp.linalg.eigh(a, symmetrize_input=False)
+    # a plain tuple, not EighResult: the JVP rule's primal output must have the same pytree type
+    w, v = jnp.linalg.eigh(a, symmetrize_input=False)
+    return w, v
 
 
 @_eigh.defjvp
