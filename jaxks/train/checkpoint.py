@@ -1,0 +1,78 @@
+"""Atomic files and training checkpoints.
+
+A checkpoint holds everything the loop needs to continue exactly as if never stopped: the step,
+model parameters, optimiser state, the per-frame SCF densities used as warm starts (and, in
+fixed-density mode, the frozen densities), stored as the leaves of that pytree in one ``.npz``
+with the tree structure recorded, and restored into the structure of a freshly built state.
+Every write goes to a temporary file in the same folder, is flushed to disk and then renamed
+over the target, so a kill at any moment leaves either the old or the new file, never half.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import io
+
+import jax
+import numpy as np
+
+from jaxks.system import InputError
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(folder: str | os.PathLike, state) -> str:
+    """Write the pytree ``state`` (arrays and numbers) to ``folder/checkpoint.npz`` atomically."""
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    buf = io.BytesIO()
+    np.savez(buf, __structure__=np.array(str(treedef)),
+             **{f"leaf_{k:06d}": np.asarray(v) for k, v in enumerate(leaves)})
+    path = os.path.join(os.fspath(folder), CHECKPOINT_NAME)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_checkpoint(folder: str | os.PathLike, template):
+    """Restore a checkpoint into the structure of ``template`` (a state built the same way).
+
+    Raises:
+        InputError: no checkpoint, a damaged file, or one written for a different set-up
+            (another model size, optimiser or number of frames).
+    """
+    path = os.path.join(os.fspath(folder), CHECKPOINT_NAME)
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            structure = str(z["__structure__"])
+            stored = [z[f"leaf_{k:06d}"] for k in range(len(leaves))] if structure == str(
+                treedef) else None
+    except FileNotFoundError:
+        raise InputError(f"no checkpoint to resume from in {os.fspath(folder)!r}") from None
+    except Exception as err:  # noqa: BLE001  (zip, zlib and key errors)
+        raise InputError(f"cannot read checkpoint {path!r}: {err}") from err
+    if stored is None:
+        raise InputError(f"checkpoint {path!r} was written for a different model, optimiser "
+                         "or training set; start a new run (or use the original config)")
+    return jax.tree_util.tree_unflatten(
+        treedef, [np.asarray(s, dtype=np.asarray(t).dtype).reshape(np.shape(t))
+                  for s, t in zip(stored, leaves)])

@@ -1,0 +1,139 @@
+"""Training frames: one labelled geometry turned into the arrays a jitted loss needs.
+
+For each frame we compute once (PySCF, host side): the SCF integrals, the force integrals (only
+when the force loss is on), the DeePKS projector overlaps and their derivatives, and we collect
+the target labels. Frames of one composition are padded to a common grid size so that a single
+compiled loss serves all of them (the number of compilations is the number of compositions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxks.deepks.model import element_onehot
+from jaxks.deepks.projectors import ProjectorBasis, projector_derivatives, projector_overlaps
+from jaxks.forces import ForceIntegrals, force_integrals
+from jaxks.integrals import Integrals, compute_integrals
+from jaxks.system import System
+from jaxks.train.losses import OrbitalWindow, default_window, group_mask
+
+TARGET_KEYS = ("energy", "forces", "fock", "mo_energy", "mo_coeff", "dm")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """Everything one frame's loss needs (a pytree; composition-dependent sizes are static).
+
+    Attributes:
+        ints: SCF integrals (grid padded to the composition's common size).
+        fints: force integrals, or None when the force loss is off.
+        overlaps: projector overlaps P [nao, natm, nproj].
+        proj_derivs: projector derivative integrals, or None when the force loss is off.
+        onehot: [natm, n_elements] element of each atom in the model's element table.
+        target: dict of target labels: energy [], forces [natm, 3], fock [nao, nao],
+            mo_energy [n_mo], mo_coeff [nao, n_mo], gamma [nao, nao], overlap [nao, nao],
+            group_mask [window, window].
+        window: orbital window (static).
+        n_atoms: number of atoms (static).
+    """
+
+    ints: Integrals
+    fints: ForceIntegrals | None
+    overlaps: jax.Array
+    proj_derivs: object
+    onehot: jax.Array
+    target: dict
+    window: OrbitalWindow = dataclasses.field(metadata=dict(static=True),
+                                              default=OrbitalWindow(0, 0))
+    n_atoms: int = dataclasses.field(metadata=dict(static=True), default=0)
+
+
+@dataclasses.dataclass
+class FrameRecord:
+    """A frame plus host-side bookkeeping (not part of any jitted computation)."""
+
+    frame: Frame
+    system: System
+    key: str                 # composition key: frames with the same key share compiled code
+    base: dict               # base-functional labels (NumPy), for evaluation and warm starts
+    source: str = ""
+
+
+def composition_key(system: System, nao: int) -> str:
+    return f"{system.formula}-nao{nao}"
+
+
+def pad_grid(ints: Integrals, n_grid: int) -> Integrals:
+    """Pad the integration grid with zero-weight points up to ``n_grid`` (a multiple of the
+    block size); the energy and potential are unchanged."""
+    extra = n_grid - ints.n_grid
+    if extra == 0:
+        return ints
+    if extra < 0 or n_grid % ints.block_size:
+        raise ValueError(f"cannot pad a grid of {ints.n_grid} points to {n_grid}")
+    coords = jnp.concatenate([ints.grid_coords,
+                              jnp.repeat(ints.atom_coords[:1], extra, axis=0)])
+    weights = jnp.concatenate([ints.grid_weights, jnp.zeros(extra)])
+    return dataclasses.replace(ints, grid_coords=coords, grid_weights=weights)
+
+
+def label_system(labels: dict, settings) -> System:
+    """The :class:`System` of a label dict (atomic numbers, Bohr coordinates, charge)."""
+    return System(tuple(int(z) for z in labels["atomic_numbers"]), labels["coords"],
+                  charge=int(labels["charge"]), basis=settings.basis,
+                  auxbasis=settings.auxbasis, grid_level=settings.grid_level)
+
+
+def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis,
+                   elements: Sequence[str], *, n_virtual: int = 1, include_core: bool = False,
+                   with_forces: bool = True, block_size: int = 1024,
+                   sources: Sequence[str] | None = None) -> list[FrameRecord]:
+    """Turn label dicts (see :mod:`jaxks.data.labels`) into :class:`FrameRecord` s.
+
+    Args:
+        label_frames: one dict of label arrays per frame.
+        settings: the :class:`jaxks.data.labels.LabelSettings` the labels were made with (the
+            same basis, auxiliary basis and grid are used here).
+        basis: projector basis of the model.
+        elements: the model's element table (for per-element constants).
+        with_forces: compute the force and projector derivative integrals.
+        block_size: grid block size (fixed, so padded sizes are comparable).
+    """
+    records = []
+    for k, labels in enumerate(label_frames):
+        system = label_system(labels, settings)
+        mol = system.to_pyscf()
+        ints = compute_integrals(system, block_size=block_size)
+        # from the Mole, not the System: no grid geometry (no grid response in training)
+        fints = force_integrals(mol, settings.auxbasis) if with_forces else None
+        pdata = projector_overlaps(mol, basis)
+        pder = projector_derivatives(mol, basis) if with_forces else None
+        z = system.atomic_numbers
+        window = default_window(z, ints.n_occ, n_virtual, include_core)
+        t = {key: np.asarray(labels[f"target/{key}"]) for key in TARGET_KEYS}
+        target = dict(energy=jnp.asarray(t["energy"], jnp.float64), forces=jnp.asarray(t["forces"]),
+                      fock=jnp.asarray(t["fock"]), mo_energy=jnp.asarray(t["mo_energy"]),
+                      mo_coeff=jnp.asarray(t["mo_coeff"]), gamma=jnp.asarray(t["dm"]),
+                      overlap=jnp.asarray(labels["overlap"]),
+                      group_mask=jnp.asarray(group_mask(t["mo_energy"], window)))
+        base = {key: np.asarray(labels[f"base/{key}"]) for key in TARGET_KEYS}
+        frame = Frame(ints=ints, fints=fints, overlaps=jnp.asarray(pdata.overlaps),
+                      proj_derivs=pder,
+                      onehot=jnp.asarray(element_onehot(system.symbols, elements)
+                                         if len(elements) else np.zeros((system.n_atoms, 0))),
+                      target=target, window=window, n_atoms=system.n_atoms)
+        records.append(FrameRecord(frame, system, composition_key(system, ints.nao), base,
+                                   sources[k] if sources else ""))
+    # one grid size per composition: one compiled loss per composition
+    largest: dict[str, int] = {}
+    for r in records:
+        largest[r.key] = max(largest.get(r.key, 0), r.frame.ints.n_grid)
+    for r in records:
+        r.frame = dataclasses.replace(r.frame, ints=pad_grid(r.frame.ints, largest[r.key]))
+    return records
