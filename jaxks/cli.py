@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "jaxks.commands.scf",
     "jaxks.commands.demo",
+    "jaxks.commands.train",
     "jaxks.commands.data",
 )
 

@@ -122,7 +122,8 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
                       mo_coeff=jnp.asarray(t["mo_coeff"]), gamma=jnp.asarray(t["dm"]),
                       overlap=jnp.asarray(labels["overlap"]),
                       group_mask=jnp.asarray(group_mask(t["mo_energy"], window)))
-        base = {key: np.asarray(labels[f"base/{key}"]) for key in TARGET_KEYS}
+        base = {key: np.asarray(labels[f"base/{key}"])
+                for key in TARGET_KEYS + ("converged", "cycles")}
         frame = Frame(ints=ints, fints=fints, overlaps=jnp.asarray(pdata.overlaps),
                       proj_derivs=pder,
                       onehot=jnp.asarray(element_onehot(system.symbols, elements)
@@ -137,3 +138,41 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
     for r in records:
         r.frame = dataclasses.replace(r.frame, ints=pad_grid(r.frame.ints, largest[r.key]))
     return records
+
+
+def load_records(folders: Sequence[str], basis: ProjectorBasis, elements: Sequence[str], *,
+                 n_virtual: int = 1, include_core: bool = False, with_forces: bool = True,
+                 max_frames: int = 0, skip_unconverged: bool = True,
+                 progress=None) -> list[FrameRecord]:
+    """Read labelled dataset folders (``jaxks label`` output) and prepare their frames.
+
+    Frames whose base or target labels did not converge are left out (and reported on
+    ``progress``) when ``skip_unconverged``. All folders must share one set of label settings.
+    """
+    from jaxks.data.store import Dataset
+    from jaxks.system import InputError
+
+    labels, sources, settings = [], [], None
+    for folder in folders:
+        ds = Dataset(folder)
+        if settings is not None and ds.settings != settings:
+            raise InputError(f"{folder} was labelled with other settings than {folders[0]}: "
+                             + "; ".join(settings.differences(ds.settings)))
+        settings = ds.settings
+        dropped = 0
+        for i in ds.indices:
+            arrays, _ = ds.frame(i)
+            if skip_unconverged and not (bool(arrays["base/converged"])
+                                         and bool(arrays["target/converged"])):
+                dropped += 1
+                continue
+            labels.append(arrays)
+            sources.append(f"{folder}#{i}")
+            if max_frames and len(labels) >= max_frames:
+                break
+        if dropped and progress is not None:
+            progress.write(f"{folder}: {dropped} frame(s) with unconverged labels left out\n")
+    if settings is None:
+        raise InputError("no dataset folders given")
+    return prepare_frames(labels, settings, basis, elements, n_virtual=n_virtual,
+                          include_core=include_core, with_forces=with_forces, sources=sources)
