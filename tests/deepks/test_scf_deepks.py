@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-scf_mod = pytest.importorskip("jaxks.scf")  # the SCF is built by another issue
+from jaxks import scf as scf_mod  # noqa: E402
 
 from jaxks.deepks import DeePKSTerm, ModelConfig, correction_potential, default_basis  # noqa: E402
 from jaxks.deepks import deepks_params, init_model, projector_overlaps  # noqa: E402
