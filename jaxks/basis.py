@@ -1,0 +1,351 @@
+"""Atomic-orbital values and their first and second derivatives on grid points, in JAX.
+
+A contracted spherical Gaussian shell of angular momentum l centred at A, contraction k, component m:
+
+    φ_{km}(r) = S_{lm}(d) · R_k(d²),        d = r − A,
+    R_k(s)    = Σ_p c_{pk} exp(−α_p s),
+    S_{lm}(d) = Σ_{a+b+c=l} U^l_{abc,m} d_x^a d_y^b d_z^c
+
+with c_{pk} PySCF's (libcint's) contraction coefficients, which already hold the primitive and
+contraction normalisation, and U^l PySCF's Cartesian-to-real-spherical matrix ``cart2sph(l)``
+(for l = 0, 1 it is the constant 1/√(4π), √(3/(4π)) that libcint folds into s and p functions).
+Derivatives follow from the chain rule with R'_k = Σ_p c_{pk} (−2α_p) e_p and R''_k = Σ_p c_{pk} 4α_p² e_p:
+
+    ∂_i φ   = ∂_i S · R + S d_i R'
+    ∂_ij φ  = ∂_ij S · R + (∂_i S d_j + ∂_j S d_i + δ_ij S) R' + S d_i d_j R''
+
+The polynomial derivatives ∂_i S, ∂_ij S are again polynomials of degree l−1, l−2 whose
+coefficients are derived from U^l on the host (numpy) once per l.
+
+Shells are grouped by (l, n_prim, n_ctr) so every group is one dense, vectorised computation
+over [grid points, shells, primitives]; the groups' columns are then permuted into PySCF's AO order
+(shell by shell in ``mol._bas`` order, contraction-major, m in cart2sph order, p as x, y, z).
+Everything depends on the atom centres through d = r − A, so the AO values are differentiable with
+respect to :attr:`BasisData.centers` (nuclear forces) as well as the grid coordinates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["BasisData", "basis_data", "eval_ao", "n_components"]
+
+#: Number of components returned by :func:`eval_ao` for deriv = 0, 1, 2
+#: (value; + x, y, z; + xx, xy, xz, yy, yz, zz), as in PySCF's ``GTOval_sph_deriv{n}``.
+_NCOMP = {0: 1, 1: 4, 2: 10}
+#: Pairs (i, j) of the second-derivative components, in PySCF's order xx, xy, xz, yy, yz, zz.
+_HESS_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+
+
+def n_components(deriv: int) -> int:
+    """Number of AO components for derivative order ``deriv`` (1, 4 or 10)."""
+    if deriv not in _NCOMP:
+        raise ValueError(f"deriv must be 0, 1 or 2 (AO values, gradients, Hessians), got {deriv!r}")
+    return _NCOMP[deriv]
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["centers", "exps", "coeffs"],
+    meta_fields=["shell_l", "shell_atom", "shell_nprim", "shell_nctr", "shell_ao_offset", "n_ao",
+                 "groups"],
+)
+@dataclasses.dataclass(frozen=True)
+class BasisData:
+    """A contracted spherical Gaussian basis, laid out for vectorised evaluation.
+
+    Array leaves (differentiable):
+        centers: [natm, 3] atom positions, Bohr. Replace it (``dataclasses.replace``) to move atoms.
+        exps: one array per shell group, [nsh_g, nprim_g], exponents α in Bohr⁻².
+        coeffs: one array per shell group, [nsh_g, nprim_g, nctr_g], contraction coefficients
+            including PySCF's normalisation (``mol._libcint_ctr_coeff``).
+
+    Static aux data (hashable tuples, part of the jit cache key):
+        shell_l, shell_atom, shell_nprim, shell_nctr, shell_ao_offset: per shell in ``mol._bas`` order.
+        n_ao: number of spherical AOs.
+        groups: per group, the tuple of shell indices it holds; all its shells share (l, nprim, nctr).
+    """
+
+    centers: jax.Array
+    exps: tuple
+    coeffs: tuple
+    shell_l: tuple
+    shell_atom: tuple
+    shell_nprim: tuple
+    shell_nctr: tuple
+    shell_ao_offset: tuple
+    n_ao: int
+    groups: tuple
+
+    @property
+    def natm(self) -> int:
+        return int(self.centers.shape[0])
+
+    @property
+    def n_shells(self) -> int:
+        return len(self.shell_l)
+
+    @property
+    def group_keys(self) -> tuple:
+        """(l, nprim, nctr) of each group."""
+        return tuple((self.shell_l[g[0]], self.shell_nprim[g[0]], self.shell_nctr[g[0]])
+                     for g in self.groups)
+
+
+def basis_data(mol) -> BasisData:
+    """The basis of a built PySCF ``Mole`` (spherical, ``cart=False``) as a :class:`BasisData`.
+
+    Runs on the host once per molecule; ghost atoms keep their basis functions, as in PySCF.
+    """
+    if getattr(mol, "cart", False):
+        raise ValueError("Cartesian basis functions (mol.cart=True) are not supported; "
+                         "use spherical harmonics (cart=False)")
+    if mol._bas is None or len(mol._bas) == 0:
+        raise ValueError("the molecule has no basis functions: build it with a basis first "
+                         "(mol.basis = 'def2-svp'; mol.build())")
+    nbas = mol.nbas
+    shell_l = tuple(int(mol.bas_angular(i)) for i in range(nbas))
+    if any(l > 10 for l in shell_l):
+        raise ValueError(f"angular momentum up to l=10 is supported, the basis has l={max(shell_l)}")
+    shell_atom = tuple(int(mol.bas_atom(i)) for i in range(nbas))
+    shell_nprim = tuple(int(mol.bas_nprim(i)) for i in range(nbas))
+    shell_nctr = tuple(int(mol.bas_nctr(i)) for i in range(nbas))
+    ao_loc = mol.ao_loc_nr()
+    if ao_loc[-1] != mol.nao_nr():
+        raise ValueError("inconsistent AO layout in the PySCF molecule")
+
+    keyed: dict[tuple, list[int]] = {}
+    for i in range(nbas):
+        keyed.setdefault((shell_l[i], shell_nprim[i], shell_nctr[i]), []).append(i)
+    groups = tuple(tuple(v) for v in keyed.values())
+    exps = tuple(jnp.asarray(np.stack([mol.bas_exp(i) for i in g])) for g in groups)
+    coeffs = tuple(jnp.asarray(np.stack([mol._libcint_ctr_coeff(i) for i in g])) for g in groups)
+    return BasisData(
+        centers=jnp.asarray(mol.atom_coords(unit="Bohr")),
+        exps=exps, coeffs=coeffs,
+        shell_l=shell_l, shell_atom=shell_atom, shell_nprim=shell_nprim, shell_nctr=shell_nctr,
+        shell_ao_offset=tuple(int(x) for x in ao_loc[:-1]), n_ao=int(ao_loc[-1]), groups=groups,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Solid-harmonic polynomials (host side, numpy, once per l)
+
+
+def _cart_powers(l: int) -> list[tuple[int, int, int]]:
+    """Cartesian exponents (a, b, c) of degree l in PySCF's order (xx, xy, xz, yy, yz, zz, ...)."""
+    return [(a, b, l - a - b) for a in range(l, -1, -1) for b in range(l - a, -1, -1)]
+
+
+@functools.lru_cache(maxsize=None)
+def _solid_harmonic_tables(l: int):
+    """Coefficients of S_lm and of its first and second derivatives on monomials.
+
+    Returns (u0, u1, u2): u0 [ncart(l), 2l+1]; u1 [3, ncart(l−1), 2l+1] (or None for l < 1);
+    u2 [6, ncart(l−2), 2l+1] (or None for l < 2), each for the monomials of ``_cart_powers``.
+    """
+    from pyscf import gto  # host only: coefficients become constants of the traced program
+
+    u0 = np.asarray(gto.cart2sph(l), dtype=np.float64).reshape(len(_cart_powers(l)), 2 * l + 1)
+    index = {p: i for i, p in enumerate(_cart_powers(l))}
+
+    def lowered(table, powers_hi, axes):
+        """Differentiate the polynomial with coefficient ``table`` along ``axes`` (exact)."""
+        deg = sum(powers_hi[0]) - len(axes)
+        lo = {p: i for i, p in enumerate(_cart_powers(deg))}
+        out = np.zeros((len(lo), table.shape[1]))
+        for p, i in zip(powers_hi, range(len(powers_hi))):
+            q = list(p)
+            fac = 1.0
+            for ax in axes:
+                fac *= q[ax]
+                q[ax] -= 1
+            if fac != 0.0:
+                out[lo[tuple(q)]] += fac * table[i]
+        return out
+
+    powers = list(index)
+    u1 = np.stack([lowered(u0, powers, (i,)) for i in range(3)]) if l >= 1 else None
+    u2 = np.stack([lowered(u0, powers, pair) for pair in _HESS_PAIRS]) if l >= 2 else None
+    return u0, u1, u2
+
+
+def _monomials(d: jax.Array, deg: int) -> list:
+    """d_x^a d_y^b d_z^c for all a+b+c = deg in ``_cart_powers`` order: a list of [...] arrays."""
+    if deg == 0:
+        return [jnp.ones(d.shape[:-1], d.dtype)]
+    pw = [[None, d[..., ax]] for ax in range(3)]
+    for ax in range(3):
+        for k in range(2, deg + 1):
+            pw[ax].append(pw[ax][k - 1] * d[..., ax])
+
+    def term(a, b, c):
+        factors = [pw[ax][k] for ax, k in ((0, a), (1, b), (2, c)) if k > 0]
+        out = factors[0]
+        for f in factors[1:]:
+            out = out * f
+        return out
+
+    return [term(*p) for p in _cart_powers(deg)]
+
+
+def _combine(monos: list, table: np.ndarray) -> jax.Array:
+    """Σ_c table[c, m] · monos[c] for every m, stacked on a new last axis.
+
+    The tables are small and sparse constants, so the sums are unrolled at trace time into
+    elementwise code that XLA fuses (tiny matrix products are slow on CPU).
+    """
+    cols = []
+    for m in range(table.shape[1]):
+        acc = None
+        for c in np.flatnonzero(table[:, m]):
+            coef = float(table[c, m])
+            t = monos[c] if coef == 1.0 else coef * monos[c]
+            acc = t if acc is None else acc + t
+        cols.append(jnp.zeros_like(monos[0]) if acc is None else acc)
+    return jnp.stack(cols, axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(shell_l, shell_atom, shell_nctr, shell_ao_offset, n_ao, groups):
+    """Static index tables of the two-stage evaluation (host side, cached per basis).
+
+    Returns (angular, rad_offset, yidx, ridx):
+        angular: tuple of (l, atoms) — the atoms that carry shells of angular momentum l;
+            the compact angular array holds, l after l, atom after atom, the 2l+1 values of S_lm.
+        yidx [nao]: column of AO μ in the compact angular array.
+        ridx [nao]: column of AO μ in the compact radial array (groups' shells, then contractions).
+    """
+    angular = []
+    y_pos = {}
+    y_off = 0
+    for l in sorted(set(shell_l)):
+        atoms = tuple(sorted({a for a, ls in zip(shell_atom, shell_l) if ls == l}))
+        for i, a in enumerate(atoms):
+            y_pos[(l, a)] = y_off + i * (2 * l + 1)
+        y_off += len(atoms) * (2 * l + 1)
+        angular.append((l, atoms))
+    r_pos = {}
+    r_off = 0
+    for grp in groups:
+        for s in grp:
+            r_pos[s] = r_off
+            r_off += shell_nctr[s]
+    yidx = np.empty(n_ao, dtype=np.int32)
+    ridx = np.empty(n_ao, dtype=np.int32)
+    for s, (l, a, nctr, off) in enumerate(zip(shell_l, shell_atom, shell_nctr, shell_ao_offset)):
+        nm = 2 * l + 1
+        for k in range(nctr):
+            cols = off + k * nm + np.arange(nm)
+            yidx[cols] = y_pos[(l, a)] + np.arange(nm)
+            ridx[cols] = r_pos[s] + k
+    return tuple(angular), yidx, ridx
+
+
+def _radial(r2, exps, coeffs, deriv: int):
+    """R_k and its s-derivatives (s = r²) for one shell group.
+
+    r2 [ng, nsh]; exps [nsh, nprim]; coeffs [nsh, nprim, nctr]  ->  [deriv+1, ng, nsh·nctr]:
+    Σ_p c_pk e_p, Σ_p c_pk (−2α_p) e_p, Σ_p c_pk 4α_p² e_p  with  e_p = exp(−α_p r²).
+    """
+    e = jnp.exp(-r2[:, :, None] * exps[None])                         # [ng, nsh, nprim]
+    factors = [jnp.ones_like(exps), -2.0 * exps, 4.0 * exps * exps][: deriv + 1]
+    rc = jnp.stack([coeffs * fac[..., None] for fac in factors])      # [nr, nsh, nprim, nctr]
+    f = jnp.einsum("gsp,rspk->rgsk", e, rc)
+    return f.reshape(deriv + 1, r2.shape[0], -1)
+
+
+def _angular(d, l: int, deriv: int):
+    """Polynomial multipliers of R, R', R'' for each AO component, for the atoms of one l.
+
+    d [ng, nA, 3]  ->  list over radial order k of [ncomp, ng, nA·(2l+1)] (see module docstring):
+        k = 0: S, ∂_i S, ∂_ij S;  k = 1: 0, S d_i, ∂_i S d_j + ∂_j S d_i + δ_ij S;  k = 2: 0, 0, S d_i d_j.
+    Components of a radial order that are identically zero are filled with zeros (small arrays).
+    """
+    ng, na = d.shape[:2]
+    nm = 2 * l + 1
+    u0, u1, u2 = _solid_harmonic_tables(l)
+    s = _combine(_monomials(d, l), u0)                                # [ng, nA, m]
+    zero = jnp.zeros_like(s)
+    p = [[s]]
+    if deriv >= 1:
+        mono = _monomials(d, l - 1) if l >= 1 else None
+        ds = (jnp.stack([_combine(mono, u1[i]) for i in range(3)]) if l >= 1
+              else jnp.zeros((3,) + s.shape, s.dtype))
+        di = jnp.moveaxis(d, -1, 0)[..., None]                        # [3, ng, nA, 1]
+        sd = s[None] * di                                              # S d_i
+        p[0] += [ds[i] for i in range(3)]
+        p.append([zero] + [sd[i] for i in range(3)])
+    if deriv >= 2:
+        mono = _monomials(d, l - 2) if l >= 2 else None
+        dds = (jnp.stack([_combine(mono, u2[h]) for h in range(6)]) if l >= 2
+               else jnp.zeros((6,) + s.shape, s.dtype))
+        p[0] += [dds[h] for h in range(6)]
+        p[1] += [ds[i] * di[j] + ds[j] * di[i] + (s if i == j else zero) for i, j in _HESS_PAIRS]
+        p.append([zero] * 4 + [sd[i] * di[j] for i, j in _HESS_PAIRS])
+    return [jnp.stack(pk).reshape(len(pk), ng, na * nm) for pk in p]
+
+
+def eval_ao(bd: BasisData, coords: jax.Array, deriv: int = 0) -> jax.Array:
+    """AO values (and Cartesian derivatives) on grid points, equal to PySCF's ``mol.eval_gto``.
+
+    φ_μ(r_g), ∂_i φ_μ(r_g), ∂_i∂_j φ_μ(r_g) as in the module docstring; matches
+    ``GTOval_sph`` / ``GTOval_sph_deriv1`` / ``GTOval_sph_deriv2``.
+
+    Args:
+        bd: basis from :func:`basis_data`.
+        coords: [ngrid, 3] grid points, Bohr.
+        deriv: 0, 1 or 2 (static).
+    Returns:
+        [ncomp, ngrid, nao] with ncomp = 1, 4, 10; components value, x, y, z, xx, xy, xz, yy, yz, zz
+        (derivatives with respect to the grid point, Bohr⁻¹, Bohr⁻²).
+
+    Two stages: compact arrays of the radial functions (per shell and contraction, [ngrid, nrad])
+    and of the solid-harmonic polynomials (per atom, l and m, [ngrid, nY]) are built first; then
+    one fused pass gathers both into PySCF's AO order and multiplies, so the [ncomp, ngrid, nao]
+    result is written once. Memory: O(ncomp · ngrid · (nao + Σ_shells nprim)); call it on blocks.
+    Differentiable with respect to ``coords``, ``bd.centers``, ``bd.exps`` and ``bd.coeffs``.
+    """
+    ncomp = n_components(deriv)
+    coords = jnp.asarray(coords)
+    if coords.ndim != 2 or coords.shape[-1] != 3:
+        raise ValueError(f"grid coordinates must have shape [ngrid, 3] (Bohr), got {coords.shape}")
+    dtype = jnp.result_type(coords.dtype, bd.centers.dtype)
+    angular, yidx, ridx = _layout(bd.shell_l, bd.shell_atom, bd.shell_nctr, bd.shell_ao_offset,
+                                  bd.n_ao, bd.groups)
+    d = coords.astype(dtype)[:, None, :] - bd.centers.astype(dtype)[None]   # [ng, natm, 3]
+    r2 = jnp.sum(d * d, axis=-1)                                              # [ng, natm]
+
+    radial = [_radial(r2[:, np.asarray([bd.shell_atom[s] for s in grp])],
+                      exps.astype(dtype), coeffs.astype(dtype), deriv)
+              for grp, exps, coeffs in zip(bd.groups, bd.exps, bd.coeffs)]
+    rad = jnp.concatenate(radial, axis=-1)                                    # [nk, ng, nrad]
+    ang = [_angular(d[:, np.asarray(atoms)], l, deriv) for l, atoms in angular]
+    # Materialise the compact arrays before concatenating: otherwise XLA fuses their producers
+    # into the concatenation and recomputes the polynomials many times (measured 10x slower).
+    ang = jax.lax.optimization_barrier(ang)
+    ang = [jnp.concatenate([a[k] for a in ang], axis=-1) for k in range(deriv + 1)]
+
+    # The fused gather-multiply: component c needs radial orders k ≤ (0 for c = 0, 1 for
+    # gradients, 2 for Hessians); skipping the structural zeros saves most of the work.
+    first = (0, 1, 4, 10)
+    parts = []
+    for order in range(deriv + 1):
+        comps = slice(first[order], first[order + 1])
+        block = None
+        for k in range(order + 1):
+            term = jnp.take(ang[k][comps], yidx, axis=-1) * jnp.take(rad[k], ridx, axis=-1)[None]
+            block = term if block is None else block + term
+        parts.append(block)
+    out = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+    assert out.shape[0] == ncomp
+    return out
