@@ -16,6 +16,7 @@ import tempfile
 import io
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxks.system import InputError
@@ -73,6 +74,11 @@ def load_checkpoint(folder: str | os.PathLike, template):
     if stored is None:
         raise InputError(f"checkpoint {path!r} was written for a different model, optimiser "
                          "or training set; start a new run (or use the original config)")
+    # JAX arrays where the template has them: a NumPy leaf behaves differently in JAX code
+    # (optax's schedule of a NumPy int32 count is float64, of a JAX one float32), which made
+    # the first resumed step differ from the uninterrupted run at 1e-8
+    restored = [np.asarray(s, dtype=np.asarray(t).dtype).reshape(np.shape(t))
+                for s, t in zip(stored, leaves)]
     return jax.tree_util.tree_unflatten(
-        treedef, [np.asarray(s, dtype=np.asarray(t).dtype).reshape(np.shape(t))
-                  for s, t in zip(stored, leaves)])
+        treedef, [jnp.asarray(r) if isinstance(t, jax.Array) else r
+                  for r, t in zip(restored, leaves)])

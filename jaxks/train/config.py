@@ -119,6 +119,26 @@ class TrainConfig:
                              f"{self.model.embedding!r}")
         if self.train.steps < 0 or self.train.batch_size < 1:
             raise InputError("train.steps must be >= 0 and train.batch_size >= 1")
+        checks = [
+            (self.data.max_frames >= 0, "data.max_frames must be >= 0 (0: all frames)"),
+            (all(h >= 1 for h in self.model.hidden), "model.hidden widths must be >= 1"),
+            (self.model.ridge_alpha >= 0, "model.ridge_alpha must be >= 0"),
+            (all(getattr(self.loss, k) >= 0 for k in _WEIGHTS),
+             "loss weights (" + ", ".join(_WEIGHTS) + ") must be >= 0"),
+            (self.loss.n_virtual >= 0, "loss.n_virtual must be >= 0"),
+            (self.optim.learning_rate > 0, "optim.learning_rate must be > 0"),
+            (self.optim.decay_rate > 0, "optim.decay_rate must be > 0"),
+            (self.optim.end_learning_rate >= 0, "optim.end_learning_rate must be >= 0"),
+            (self.optim.clip_norm > 0, "optim.clip_norm must be > 0"),
+            (self.scf.max_cycles >= 1, "scf.max_cycles must be >= 1"),
+            (min(self.scf.e_tol, self.scf.comm_tol, self.scf.adjoint_tol) > 0,
+             "scf.e_tol, scf.comm_tol and scf.adjoint_tol must be > 0 (Hartree)"),
+            (self.scf.level_shift >= 0, "scf.level_shift must be >= 0 (Hartree)"),
+            (0 <= self.scf.damping < 1, "scf.damping must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -128,21 +148,46 @@ class TrainConfig:
         sections = {}
         for f in dataclasses.fields(cls):
             section_cls = _SECTIONS[f.name]
-            raw = dict(d.get(f.name, {}))
+            raw = d.get(f.name, {})
+            if not isinstance(raw, dict):
+                raise InputError(f"{f.name!r} must be a section [{f.name}] of settings, "
+                                 f"got {raw!r}")
             known = {g.name: g for g in dataclasses.fields(section_cls)}
             unknown = set(raw) - set(known)
             if unknown:
                 raise InputError(f"unknown setting(s) in [{f.name}]: {', '.join(sorted(unknown))}"
                                  f"; known: {', '.join(known)}")
-            kwargs = {}
-            for k, v in raw.items():
-                default = known[k].default
-                kwargs[k] = tuple(v) if isinstance(default, tuple) else type(default)(v)
+            kwargs = {k: _coerce(f"[{f.name}] {k}", known[k], v) for k, v in raw.items()}
             sections[f.name] = section_cls(**kwargs)
         unknown = set(d) - set(sections)
         if unknown:
             raise InputError(f"unknown config section(s): {', '.join(sorted(unknown))}")
         return cls(**sections)
+
+
+_WEIGHTS = ("energy", "force", "hamiltonian", "eigenvector", "eigenvalue", "density", "gap")
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string in quotes"}
+
+
+def _scalar(where: str, kind: type, value):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise InputError(f"{where} must be {_KINDS[kind]}, got {value!r}")
+
+
+def _coerce(where: str, field: dataclasses.Field, value):
+    """A value read from TOML, checked against the type of the setting's default (TOML types
+    are exact: no silent int(2.5) or bool("no"))."""
+    if isinstance(field.default, tuple):
+        # element type from the annotation ("tuple[str, ...]" / "tuple[int, ...]")
+        kind = str if "str" in str(field.type) else int
+        if not isinstance(value, (list, tuple)):
+            example = '["data/water"]' if kind is str else "[100, 100]"
+            raise InputError(f"{where} must be a list, e.g. {example}, got {value!r}")
+        return tuple(_scalar(f"{where} entry", kind, v) for v in value)
+    return _scalar(where, type(field.default), value)
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelSection, "loss": LossSection,
