@@ -1,0 +1,93 @@
+"""Shared fixtures of the trainer tests: a tiny labelled water set and its prepared frames.
+
+Three built-in water monomers are labelled once per session (PBE base, HSE06 target, STO-3G,
+grid level 0: about a second with PySCF) and turned into training frames once; tests that need
+to change a frame copy it (records are mutable and shared).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import jaxks  # noqa: F401  (float64 on)
+
+N_MONOMERS = 3
+#: SCF tolerances under which the loss is smooth to ~1e-13 Hartree² in θ: needed for
+#: finite differences at 1e-5 relative (comm_tol 1e-9 leaves ~1e-5 of FD noise).
+TIGHT_SCF = dict(e_tol=1e-12, comm_tol=1e-11, adjoint_tol=1e-12)
+#: A small network keeps compiling and training fast; the code paths are those of any size.
+HIDDEN = (16, 16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_openmp_thread():
+    """PySCF with one thread: the test machine is shared and oversubscribed OpenMP crawls."""
+    from pyscf import lib
+
+    old = lib.num_threads()
+    lib.num_threads(1)
+    yield
+    lib.num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def label_settings():
+    from jaxks.data.labels import LabelSettings
+
+    return LabelSettings(basis="sto-3g", grid_level=0)
+
+
+@pytest.fixture(scope="session")
+def water_dataset(tmp_path_factory, label_settings):
+    """Folder of :data:`N_MONOMERS` labelled water monomers (``jaxks label`` format)."""
+    from pyscf import lib
+
+    from jaxks.data.datasets import builtin_frames
+    from jaxks.data.pipeline import label_frames
+
+    out = tmp_path_factory.mktemp("water_monomers")
+    old = lib.num_threads()
+    lib.num_threads(1)
+    try:
+        label_frames(builtin_frames("water_monomers")[:N_MONOMERS], out, label_settings,
+                     workers=1, progress=None)
+    finally:
+        lib.num_threads(old)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def water_records(water_dataset):
+    """Prepared training frames (with force integrals) of :func:`water_dataset`."""
+    from jaxks.train.frames import load_records
+    from jaxks.deepks.projectors import default_basis
+
+    records = load_records([water_dataset], default_basis(), ("H", "O"))
+    assert len(records) == N_MONOMERS
+    return records
+
+
+def copy_record(record, **base_updates):
+    """A shallow copy of a :class:`FrameRecord` whose ``base`` labels may be replaced."""
+    return dataclasses.replace(record, base=dict(record.base, **base_updates))
+
+
+def train_config(out, mode="scf", scf=None, **train):
+    """A small :class:`TrainConfig`: tight SCF, 16-16 network, batches of 2, output in ``out``."""
+    from jaxks.train.config import ModelSection, SCFSection, TrainConfig, TrainSection
+
+    train = dict(dict(mode=mode, steps=4, batch_size=2, seed=3, refresh_every=3,
+                      checkpoint_every=100, out=str(out)), **train)
+    return TrainConfig(model=ModelSection(hidden=HIDDEN),
+                       scf=SCFSection(**dict(TIGHT_SCF, **(scf or {}))),
+                       train=TrainSection(**train))
+
+
+def params_equal(a, b) -> bool:
+    """Bitwise equality of two parameter pytrees."""
+    import jax
+
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    return ta == tb and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
