@@ -39,8 +39,13 @@ def model_predictions(model, records: Sequence[FrameRecord], options: SCFOptions
     for r in records:
         f = r.frame
         theta = DeePKSParams(model=model.params, overlaps=f.overlaps, element_onehot=f.onehot)
+        # warm start from the base density; a model can pull that start towards another
+        # stationary point, so an unconverged run is retried once from the MINAO guess
         res = run_scf(f.ints, model.base_xc, term=term, params=theta, options=options,
                       guess=np.asarray(r.base["dm"]), warn=False)
+        if not bool(res.converged):
+            res = run_scf(f.ints, model.base_xc, term=term, params=theta, options=options,
+                          warn=False)
         pred = dict(energy=float(res.energy), fock=np.asarray(res.fock),
                     mo_energy=np.asarray(res.mo_energy), converged=bool(res.converged),
                     cycles=int(res.cycles))
