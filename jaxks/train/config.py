@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 from jaxks.system import InputError
+from jaxks.train.losses import LossWeights
 
 try:  # Python >= 3.11
     import tomllib
@@ -51,16 +52,10 @@ class ModelSection:
 
 
 @dataclasses.dataclass(frozen=True)
-class LossSection:
-    """λ of each loss term and the orbital window (method.md §4)."""
+class LossSection(LossWeights):
+    """λ of each loss term (the fields of :class:`jaxks.train.losses.LossWeights`, with the
+    published defaults) and the orbital window (method.md §4)."""
 
-    energy: float = 1.0
-    force: float = 1.0
-    hamiltonian: float = 0.005
-    eigenvector: float = 0.1
-    eigenvalue: float = 0.01
-    density: float = 0.0
-    gap: float = 0.0
     n_virtual: int = 1             # virtual orbitals in the window (LUMO = 1)
     include_core: bool = False
 
@@ -165,7 +160,7 @@ class TrainConfig:
         return cls(**sections)
 
 
-_WEIGHTS = ("energy", "force", "hamiltonian", "eigenvector", "eigenvalue", "density", "gap")
+_WEIGHTS = tuple(f.name for f in dataclasses.fields(LossWeights))
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string in quotes"}
 
 

@@ -72,6 +72,7 @@ def scf_options(cfg: TrainConfig) -> SCFOptions:
 
 
 def loss_weights(cfg: TrainConfig) -> LossWeights:
+    """The weights alone (a smaller static argument than the whole loss section)."""
     names = [f.name for f in dataclasses.fields(LossWeights)]
     return LossWeights(**{k: getattr(cfg.loss, k) for k in names})
 
