@@ -73,6 +73,9 @@ def register(sub) -> None:
                    help="atom.npy (Z, x, y, z) or coord.npy + type.raw (default: atom)")
     p.add_argument("--include-unconverged", action="store_true",
                    help="also export frames whose SCF did not converge")
+    p.add_argument("--descriptors", action="store_true",
+                   help="also write DeePKS-kit training inputs: dm_eig.npy (descriptors of the "
+                   "base density, default projector basis), l_e_delta.npy, l_f_delta.npy, conv.npy")
     p.set_defaults(func=run_export)
 
 
@@ -138,6 +141,10 @@ def run_export(args) -> int:
 
     written = export_deepkskit(args.dataset, args.out, unit=args.unit, layout=args.layout,
                                include_unconverged=args.include_unconverged)
+    if args.descriptors:
+        from jaxks.deepks.interop import export_descriptors
+
+        export_descriptors(args.dataset, args.out, include_unconverged=args.include_unconverged)
     for group, n in written.items():
         print(f"export: {group}: {n} frames -> {args.out}/{group}", file=sys.stderr)
     if not written:
