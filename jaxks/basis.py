@@ -295,6 +295,7 @@ def _angular(d, l: int, deriv: int):
     return [jnp.stack(pk).reshape(len(pk), ng, na * nm) for pk in p]
 
 
+@functools.partial(jax.jit, static_argnames=("deriv",))
 def eval_ao(bd: BasisData, coords: jax.Array, deriv: int = 0) -> jax.Array:
     """AO values (and Cartesian derivatives) on grid points, equal to PySCF's ``mol.eval_gto``.
 
@@ -314,6 +315,8 @@ def eval_ao(bd: BasisData, coords: jax.Array, deriv: int = 0) -> jax.Array:
     one fused pass gathers both into PySCF's AO order and multiplies, so the [ncomp, ngrid, nao]
     result is written once. Memory: O(ncomp · ngrid · (nao + Σ_shells nprim)); call it on blocks.
     Differentiable with respect to ``coords``, ``bd.centers``, ``bd.exps`` and ``bd.coeffs``.
+    Jitted (deriv static): eager callers get one compiled kernel per basis layout and grid size
+    instead of hundreds of small dispatched operations; inside an outer jit it is inlined.
     """
     ncomp = n_components(deriv)
     coords = jnp.asarray(coords)
