@@ -5,6 +5,17 @@ import jaxks  # noqa: F401  (float64 on)
 from jaxks.system import System
 
 
+@pytest.fixture(scope="module")
+def one_openmp_thread():
+    """PySCF with one OpenMP thread (a shared, oversubscribed machine makes more threads crawl)."""
+    from pyscf import lib
+
+    old = lib.num_threads()
+    lib.num_threads(1)
+    yield
+    lib.num_threads(old)
+
+
 def make_system(geometry, **kwargs) -> System:
     symbols, coords = geometry
     return System.from_symbols(symbols, np.asarray(coords), **kwargs)

@@ -37,7 +37,6 @@ A file that is truncated or damaged fails the zip CRC/structure or the checksum 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from typing import Iterator
 
 import numpy as np
 
+from jaxks.fileio import array_checksum
 from jaxks.data.labels import FRAME_KEYS, SHAPES, UNITS, LabelSettings
 from jaxks.system import InputError, normalize_symbol
 
@@ -85,16 +85,7 @@ def frame_filename(index: int) -> str:
 
 
 # --------------------------------------------------------------------------- checksums / header
-def checksum(arrays: dict) -> str:
-    """SHA-256 over (name, dtype, shape, bytes) of every array, in sorted name order."""
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(k.encode())
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+checksum = array_checksum  # SHA-256 over (name, dtype, shape, bytes), sorted by name
 
 
 def _units_of(key: str) -> str:

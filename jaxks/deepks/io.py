@@ -17,7 +17,6 @@ projector basis other than the one asked for raises :class:`ModelFileError` with
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io as _io
 import json
 import os
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxks
+from jaxks.fileio import array_checksum
 from jaxks.deepks.correction import DeePKSTerm, deepks_forces, deepks_params
 from jaxks.deepks.model import ModelConfig, ModelParams
 from jaxks.deepks.projectors import (ProjectorBasis, projector_derivatives, projector_overlaps,
@@ -119,17 +119,6 @@ def _unflatten(arrays: dict[str, np.ndarray]) -> ModelParams:
     return ModelParams(net=net, **fields)
 
 
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(key.encode())
-        h.update(str(a.dtype).encode())
-        h.update(repr(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- save / load
 def save_model(path: str | os.PathLike, model: DeePKSModel) -> None:
     """Write ``model`` to one ``.npz`` file (see the module docstring for the layout)."""
@@ -139,7 +128,7 @@ def save_model(path: str | os.PathLike, model: DeePKSModel) -> None:
     header = dict(format=FORMAT_NAME, format_version=FORMAT_VERSION,
                   jaxks_version=jaxks.__version__, config=model.config.to_dict(),
                   basis=model.basis.to_dict(), base_xc=model.base_xc,
-                  metadata=model.metadata, units=_UNITS, checksum=_checksum(arrays))
+                  metadata=model.metadata, units=_UNITS, checksum=array_checksum(arrays))
     header_bytes = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), np.uint8)
     buffer = _io.BytesIO()
     np.savez(buffer, **{_HEADER_KEY: header_bytes}, **arrays)
@@ -185,7 +174,7 @@ def load_model(path: str | os.PathLike, basis: ProjectorBasis | str | None = Non
         raise ModelFileError(f"{path!r} was written by jaxks {header.get('jaxks_version')}, "
                              f"this is jaxks {jaxks.__version__}; retrain, or load with "
                              "allow_other_version=True if you know the model is compatible")
-    if header.get("checksum") != _checksum(arrays):
+    if header.get("checksum") != array_checksum(arrays):
         raise ModelFileError(f"model file {path!r} is corrupted: its arrays do not match the "
                              "checksum written with them")
     try:

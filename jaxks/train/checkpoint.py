@@ -11,7 +11,6 @@ over the target, so a kill at any moment leaves either the old or the new file, 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import io
 
@@ -19,27 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxks.fileio import atomic_write_bytes  # noqa: F401  (re-exported)
 from jaxks.system import InputError
 
 CHECKPOINT_NAME = "checkpoint.npz"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(folder: str | os.PathLike, state) -> str:

@@ -21,14 +21,8 @@ HIDDEN = (16, 16)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_openmp_thread():
-    """PySCF with one thread: the test machine is shared and oversubscribed OpenMP crawls."""
-    from pyscf import lib
-
-    old = lib.num_threads()
-    lib.num_threads(1)
+def _one_openmp_thread(one_openmp_thread):
     yield
-    lib.num_threads(old)
 
 
 @pytest.fixture(scope="session")
