@@ -17,9 +17,12 @@ Derivatives follow from the chain rule with R'_k = Σ_p c_{pk} (−2α_p) e_p an
 The polynomial derivatives ∂_i S, ∂_ij S are again polynomials of degree l−1, l−2 whose
 coefficients are derived from U^l on the host (numpy) once per l.
 
-Shells are grouped by (l, n_prim, n_ctr) so every group is one dense, vectorised computation
-over [grid points, shells, primitives]; the groups' columns are then permuted into PySCF's AO order
-(shell by shell in ``mol._bas`` order, contraction-major, m in cart2sph order, p as x, y, z).
+Evaluation has two stages. The radial functions R, R', R'' are computed per shell and contraction,
+shells grouped by (l, n_prim, n_ctr) so that each group is one dense computation over
+[grid points, shells, primitives] (one exponential per primitive and point). S and its derivatives
+depend only on the atom and on (l, m), so they are computed once per atom and l, not per shell.
+One fused pass then gathers both into PySCF's AO order (shell by shell in ``mol._bas`` order,
+contraction-major, m in cart2sph order, p as x, y, z) and applies the chain rule above.
 Everything depends on the atom centres through d = r − A, so the AO values are differentiable with
 respect to :attr:`BasisData.centers` (nuclear forces) as well as the grid coordinates.
 """
@@ -217,13 +220,14 @@ def _combine(monos: list, table: np.ndarray) -> jax.Array:
 
 @functools.lru_cache(maxsize=64)
 def _layout(shell_l, shell_atom, shell_nctr, shell_ao_offset, n_ao, groups):
-    """Static index tables of the two-stage evaluation (host side, cached per basis).
+    """Static index tables of the two-stage evaluation (host side, cached per basis layout).
 
-    Returns (angular, rad_offset, yidx, ridx):
-        angular: tuple of (l, atoms) — the atoms that carry shells of angular momentum l;
-            the compact angular array holds, l after l, atom after atom, the 2l+1 values of S_lm.
+    Returns (angular, yidx, ridx, aidx):
+        angular: tuple of (l, atoms), the atoms that carry shells of angular momentum l; the
+            compact angular array holds, l after l, atom after atom, the 2l+1 columns of S_lm.
         yidx [nao]: column of AO μ in the compact angular array.
         ridx [nao]: column of AO μ in the compact radial array (groups' shells, then contractions).
+        aidx [nao]: atom carrying AO μ.
     """
     angular = []
     y_pos = {}
@@ -242,13 +246,15 @@ def _layout(shell_l, shell_atom, shell_nctr, shell_ao_offset, n_ao, groups):
             r_off += shell_nctr[s]
     yidx = np.empty(n_ao, dtype=np.int32)
     ridx = np.empty(n_ao, dtype=np.int32)
+    aidx = np.empty(n_ao, dtype=np.int32)
     for s, (l, a, nctr, off) in enumerate(zip(shell_l, shell_atom, shell_nctr, shell_ao_offset)):
         nm = 2 * l + 1
         for k in range(nctr):
             cols = off + k * nm + np.arange(nm)
             yidx[cols] = y_pos[(l, a)] + np.arange(nm)
             ridx[cols] = r_pos[s] + k
-    return tuple(angular), yidx, ridx
+            aidx[cols] = a
+    return tuple(angular), yidx, ridx, aidx
 
 
 def _radial(r2, exps, coeffs, deriv: int):
@@ -265,34 +271,24 @@ def _radial(r2, exps, coeffs, deriv: int):
 
 
 def _angular(d, l: int, deriv: int):
-    """Polynomial multipliers of R, R', R'' for each AO component, for the atoms of one l.
+    """Solid harmonics and their Cartesian derivatives for the atoms of one l.
 
-    d [ng, nA, 3]  ->  list over radial order k of [ncomp, ng, nA·(2l+1)] (see module docstring):
-        k = 0: S, ∂_i S, ∂_ij S;  k = 1: 0, S d_i, ∂_i S d_j + ∂_j S d_i + δ_ij S;  k = 2: 0, 0, S d_i d_j.
-    Components of a radial order that are identically zero are filled with zeros (small arrays).
+    d [ng, nA, 3]  ->  [npoly, ng, nA·(2l+1)] with rows S (deriv ≥ 0), ∂_x S, ∂_y S, ∂_z S
+    (deriv ≥ 1), ∂_xx S, ∂_xy S, ∂_xz S, ∂_yy S, ∂_yz S, ∂_zz S (deriv 2); identically zero rows
+    (derivatives of order > l) are zeros, kept so that every l has the same rows.
     """
     ng, na = d.shape[:2]
-    nm = 2 * l + 1
     u0, u1, u2 = _solid_harmonic_tables(l)
     s = _combine(_monomials(d, l), u0)                                # [ng, nA, m]
     zero = jnp.zeros_like(s)
-    p = [[s]]
+    rows = [s]
     if deriv >= 1:
         mono = _monomials(d, l - 1) if l >= 1 else None
-        ds = (jnp.stack([_combine(mono, u1[i]) for i in range(3)]) if l >= 1
-              else jnp.zeros((3,) + s.shape, s.dtype))
-        di = jnp.moveaxis(d, -1, 0)[..., None]                        # [3, ng, nA, 1]
-        sd = s[None] * di                                              # S d_i
-        p[0] += [ds[i] for i in range(3)]
-        p.append([zero] + [sd[i] for i in range(3)])
+        rows += [_combine(mono, u1[i]) if l >= 1 else zero for i in range(3)]
     if deriv >= 2:
         mono = _monomials(d, l - 2) if l >= 2 else None
-        dds = (jnp.stack([_combine(mono, u2[h]) for h in range(6)]) if l >= 2
-               else jnp.zeros((6,) + s.shape, s.dtype))
-        p[0] += [dds[h] for h in range(6)]
-        p[1] += [ds[i] * di[j] + ds[j] * di[i] + (s if i == j else zero) for i, j in _HESS_PAIRS]
-        p.append([zero] * 4 + [sd[i] * di[j] for i, j in _HESS_PAIRS])
-    return [jnp.stack(pk).reshape(len(pk), ng, na * nm) for pk in p]
+        rows += [_combine(mono, u2[h]) if l >= 2 else zero for h in range(6)]
+    return jnp.stack(rows).reshape(len(rows), ng, na * (2 * l + 1))
 
 
 @functools.partial(jax.jit, static_argnames=("deriv",))
@@ -310,45 +306,56 @@ def eval_ao(bd: BasisData, coords: jax.Array, deriv: int = 0) -> jax.Array:
         [ncomp, ngrid, nao] with ncomp = 1, 4, 10; components value, x, y, z, xx, xy, xz, yy, yz, zz
         (derivatives with respect to the grid point, Bohr⁻¹, Bohr⁻²).
 
-    Two stages: compact arrays of the radial functions (per shell and contraction, [ngrid, nrad])
-    and of the solid-harmonic polynomials (per atom, l and m, [ngrid, nY]) are built first; then
-    one fused pass gathers both into PySCF's AO order and multiplies, so the [ncomp, ngrid, nao]
-    result is written once. Memory: O(ncomp · ngrid · (nao + Σ_shells nprim)); call it on blocks.
+    Two stages. First, compact arrays: radial functions R, R', R'' per shell and contraction
+    [ngrid, nrad] (exponentials evaluated once per primitive) and solid harmonics with their
+    derivatives per atom, l and m [ngrid, nY]. Then one fused pass gathers them into PySCF's AO
+    order and applies the chain rule, writing the [ncomp, ngrid, nao] result once.
+    Memory: O(ncomp · ngrid · nao + ngrid · Σ_shells nprim); call it on blocks of grid points.
     Differentiable with respect to ``coords``, ``bd.centers``, ``bd.exps`` and ``bd.coeffs``.
     Jitted (deriv static): eager callers get one compiled kernel per basis layout and grid size
     instead of hundreds of small dispatched operations; inside an outer jit it is inlined.
     """
-    ncomp = n_components(deriv)
+    n_components(deriv)
     coords = jnp.asarray(coords)
     if coords.ndim != 2 or coords.shape[-1] != 3:
         raise ValueError(f"grid coordinates must have shape [ngrid, 3] (Bohr), got {coords.shape}")
     dtype = jnp.result_type(coords.dtype, bd.centers.dtype)
-    angular, yidx, ridx = _layout(bd.shell_l, bd.shell_atom, bd.shell_nctr, bd.shell_ao_offset,
-                                  bd.n_ao, bd.groups)
+    angular, yidx, ridx, aidx = _layout(bd.shell_l, bd.shell_atom, bd.shell_nctr,
+                                        bd.shell_ao_offset, bd.n_ao, bd.groups)
     d = coords.astype(dtype)[:, None, :] - bd.centers.astype(dtype)[None]   # [ng, natm, 3]
     r2 = jnp.sum(d * d, axis=-1)                                              # [ng, natm]
 
-    radial = [_radial(r2[:, np.asarray([bd.shell_atom[s] for s in grp])],
-                      exps.astype(dtype), coeffs.astype(dtype), deriv)
-              for grp, exps, coeffs in zip(bd.groups, bd.exps, bd.coeffs)]
-    rad = jnp.concatenate(radial, axis=-1)                                    # [nk, ng, nrad]
+    rad = jnp.concatenate(
+        [_radial(r2[:, np.asarray([bd.shell_atom[s] for s in grp])],
+                 exps.astype(dtype), coeffs.astype(dtype), deriv)
+         for grp, exps, coeffs in zip(bd.groups, bd.exps, bd.coeffs)], axis=-1)  # [nk, ng, nrad]
     ang = [_angular(d[:, np.asarray(atoms)], l, deriv) for l, atoms in angular]
-    # Materialise the compact arrays before concatenating: otherwise XLA fuses their producers
+    # Materialise the per-l arrays before concatenating: otherwise XLA fuses their producers
     # into the concatenation and recomputes the polynomials many times (measured 10x slower).
     ang = jax.lax.optimization_barrier(ang)
-    ang = [jnp.concatenate([a[k] for a in ang], axis=-1) for k in range(deriv + 1)]
+    ang = ang[0] if len(ang) == 1 else jnp.concatenate(ang, axis=-1)         # [npoly, ng, nY]
 
-    # The fused gather-multiply: component c needs radial orders k ≤ (0 for c = 0, 1 for
-    # gradients, 2 for Hessians); skipping the structural zeros saves most of the work.
-    first = (0, 1, 4, 10)
-    parts = []
-    for order in range(deriv + 1):
-        comps = slice(first[order], first[order + 1])
-        block = None
-        for k in range(order + 1):
-            term = jnp.take(ang[k][comps], yidx, axis=-1) * jnp.take(rad[k], ridx, axis=-1)[None]
-            block = term if block is None else block + term
-        parts.append(block)
-    out = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
-    assert out.shape[0] == ncomp
-    return out
+    # The fused gather and chain rule (module docstring); S d_i etc. are formed here, per AO,
+    # rather than stored: it halves the compact arrays and the memory traffic. The gathers pick
+    # whole rows of grid-minor copies of the compact arrays (contiguous; gathering columns of
+    # grid-major arrays was 1.5x slower for deriv=2), and the result is transposed once at the end.
+    ang_t = jnp.swapaxes(ang, -1, -2)                                         # [npoly, nY, ng]
+    rad_t = jnp.swapaxes(rad, -1, -2)                                         # [nk, nrad, ng]
+    d_t = jnp.transpose(d, (2, 1, 0))                                         # [3, natm, ng]
+
+    def y(row):
+        return jnp.take(ang_t[row], yidx, axis=0)                             # [nao, ng]
+
+    r = [jnp.take(rad_t[k], ridx, axis=0) for k in range(deriv + 1)]
+    di = [jnp.take(d_t[i], aidx, axis=0) for i in range(3)] if deriv else []
+    s = y(0)
+    comps = [s * r[0]]
+    if deriv >= 1:
+        comps += [y(1 + i) * r[0] + s * di[i] * r[1] for i in range(3)]
+    if deriv >= 2:
+        for h, (i, j) in enumerate(_HESS_PAIRS):
+            t1 = y(1 + i) * di[j] + y(1 + j) * di[i]
+            if i == j:
+                t1 = t1 + s
+            comps.append(y(4 + h) * r[0] + t1 * r[1] + s * di[i] * di[j] * r[2])
+    return jnp.swapaxes(jnp.stack(comps), 1, 2)                               # [ncomp, ng, nao]
