@@ -24,6 +24,7 @@ import dataclasses
 import time
 
 import jax
+import jax.dlpack
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
@@ -156,6 +157,19 @@ def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
     return out
 
 
+def _to_device(x: np.ndarray) -> jax.Array:
+    """A JAX array of ``x`` without a second copy on the CPU backend.
+
+    The DF tensor is the largest array of a calculation (8.7 GB for (H2O)32/def2-SVP); a plain
+    ``jnp.asarray`` would hold it twice while copying. On the CPU, DLPack hands the NumPy buffer
+    to JAX as is (it must then never be written to, and nothing here does). On an accelerator
+    the copy goes to device memory anyway.
+    """
+    if jax.default_backend() == "cpu" and x.flags.c_contiguous:
+        return jax.dlpack.from_dlpack(x)
+    return jnp.asarray(x)
+
+
 def _grid_block_size(nao: int, n_grid: int, deriv_comps: int = 4,
                      target_mb: float = 96.0) -> int:
     """Grid points per XC block so one block of AO values (and gradients) stays near target_mb."""
@@ -212,7 +226,7 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
         raise InputError("the basis is too linearly dependent for the number of electrons")
     ints = Integrals(
         S=jnp.asarray(S), T=jnp.asarray(T), V=jnp.asarray(V), e_nuc=jnp.asarray(e_nuc),
-        cderi=jnp.asarray(cderi), grid_coords=jnp.asarray(coords),
+        cderi=_to_device(cderi), grid_coords=jnp.asarray(coords),
         grid_weights=jnp.asarray(weights), basis=basis_data(mol),
         atom_coords=jnp.asarray(mol.atom_coords()), atom_charges=jnp.asarray(mol.atom_charges(),
                                                                             dtype=jnp.float64),
