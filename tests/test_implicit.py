@@ -161,3 +161,18 @@ def test_degenerate_orbitals_give_finite_correct_gradients(name, field, tol):
     theta = np.asarray(params["theta"])
     fd = [_central(invariant, theta, k, 5e-4) for k in range(3)]
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7 * np.max(np.abs(fd)))
+
+
+def test_unconverged_adjoint_solve_is_reported():
+    from jaxks.implicit import AdjointNotConvergedWarning
+
+    ints, params = _setup("dimer")
+
+    def loss(theta):
+        r = solve(ints, "pbe", term=TERM, params=dict(params, theta=theta), options=TIGHT,
+                  adjoint=AdjointOptions(tol=1e-14, restart=1, maxiter=1))
+        return r.homo
+
+    with pytest.warns(AdjointNotConvergedWarning, match="adjoint SCF linear solve did not converge"):
+        g = jax.grad(loss)(params["theta"])
+        jax.block_until_ready(g)
