@@ -31,6 +31,13 @@ def water_cluster(n: int, seed: int = 0, spacing: float = 2.9):
     return symbols, np.array(coords)
 
 
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, in GB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
 def machine() -> str:
     """A one-line description of the machine: CPU model and cores, or the JAX GPU."""
     import jax

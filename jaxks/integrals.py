@@ -137,7 +137,7 @@ def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
         whiten = lambda x: v.T @ x  # noqa: E731
     nao = mol.nao
     ao_loc = mol.ao_loc_nr()
-    out = np.empty((naux, nao * (nao + 1) // 2))
+    out = _aligned_empty((naux, nao * (nao + 1) // 2))
     # Block over AO shell rows i: pairs (i >= j) of rows ao_loc[i0]:ao_loc[i1] are contiguous
     # in the packed triangle.
     max_pairs = max(int(max_block_mb * 1e6 / 8 / max(naux, 1)), 1)
@@ -157,13 +157,26 @@ def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
     return out
 
 
+def _aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous float64 array whose data starts on an ``align``-byte boundary.
+
+    NumPy's large buffers are only 16-byte aligned; JAX's CPU client copies any DLPack buffer that
+    is not 64-byte aligned, which for the DF tensor would mean a second full copy.
+    """
+    n = int(np.prod(shape))
+    buf = np.empty(n + align // 8, dtype=np.float64)
+    offset = (-buf.ctypes.data % align) // 8
+    return buf[offset:offset + n].reshape(shape)
+
+
 def _to_device(x: np.ndarray) -> jax.Array:
     """A JAX array of ``x`` without a second copy on the CPU backend.
 
     The DF tensor is the largest array of a calculation (8.7 GB for (H2O)32/def2-SVP); a plain
     ``jnp.asarray`` would hold it twice while copying. On the CPU, DLPack hands the NumPy buffer
-    to JAX as is (it must then never be written to, and nothing here does). On an accelerator
-    the copy goes to device memory anyway.
+    to JAX as is when it is 64-byte aligned (see :func:`_aligned_empty`; otherwise XLA copies it);
+    it must then never be written to, and nothing here does. On an accelerator the copy goes to
+    device memory anyway.
     """
     if jax.default_backend() == "cpu" and x.flags.c_contiguous:
         return jax.dlpack.from_dlpack(x)

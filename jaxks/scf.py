@@ -18,6 +18,7 @@ e = Xᵀ(FΓS − SΓF)X, optionally level-shifts the virtual space and damps th
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 import warnings
@@ -274,7 +275,10 @@ def _scf_loop(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: 
 
 
 _scf_loop_jit = jax.jit(_scf_loop, static_argnames=("xc", "term", "options"))
-_COMPILED: dict = {}
+# Least-recently-used, bounded: every compiled executable keeps its machine code mapped, and a
+# process that meets many shapes (labelling clusters of many sizes) must not accumulate them.
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+MAX_COMPILED = 16
 
 
 def _compiled_loop(ints, params, guess, xc, term, options):
@@ -287,7 +291,21 @@ def _compiled_loop(ints, params, guess, xc, term, options):
     if fn is None:
         fn = _scf_loop_jit.lower(*args, xc=xc, term=term, options=options).compile()
         _COMPILED[key] = fn
+        while len(_COMPILED) > MAX_COMPILED:
+            _COMPILED.popitem(last=False)
+    else:
+        _COMPILED.move_to_end(key)
     return fn
+
+
+def clear_compiled() -> None:
+    """Drop every compiled SCF loop held by :func:`run_scf` (and JAX's own caches).
+
+    Compiled XLA executables keep their code mapped in memory; a long-lived process (a notebook,
+    a test session) that has compiled many shapes can release them with this.
+    """
+    _COMPILED.clear()
+    jax.clear_caches()
 
 
 def finalize(ints: Integrals, params, gamma, xc: XCFunctional, term, *, loop_state=None,

@@ -1,8 +1,25 @@
+import gc
+
 import numpy as np
 import pytest
 
 import jaxks  # noqa: F401  (float64 on)
 from jaxks.system import System
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_code():
+    """Free every compiled executable after each test module.
+
+    Each XLA:CPU executable keeps a few memory mappings for its code; a whole test session
+    compiles tens of thousands of them and, kept alive, they pass the kernel's per-process map
+    limit (vm.max_map_count, 65530), after which the next compilation segfaults.
+    """
+    yield
+    from jaxks.scf import clear_compiled
+
+    clear_compiled()
+    gc.collect()
 
 
 @pytest.fixture(scope="module")

@@ -99,3 +99,19 @@ def test_no_recompilation_for_same_shapes():
     res2 = run_scf(shifted, "pbe")
     assert scf.TRACE_COUNT["scf_loop"] == before
     assert abs(float(res2.energy) - float(res.energy) - 1.0) < 1e-9
+
+
+def test_compiled_loops_are_bounded(monkeypatch):
+    """The AOT cache keeps only the most recently used loops (compiled code stays mapped in
+    memory; a process meeting many shapes must not collect them without bound)."""
+    from jaxks import scf
+
+    monkeypatch.setattr(scf, "MAX_COMPILED", 2)
+    scf.clear_compiled()
+    system = make_system(geo.WATER, basis="def2-svp", grid_level=0)
+    ints = integrals_from_pyscf(system.to_pyscf(), AUX, 0)
+    for cycles in (3, 4, 3, 5):
+        run_scf(ints, "lda", options=SCFOptions(max_cycles=cycles), warn=False)
+    assert [key[-1].max_cycles for key in scf._COMPILED] == [3, 5]
+    scf.clear_compiled()
+    assert not scf._COMPILED
