@@ -43,8 +43,6 @@ def _compare(geometry, basis, level, xc):
 @pytest.mark.parametrize("xc", ["lda", "pbe"])
 @pytest.mark.parametrize("name,geometry,basis,level", CASES, ids=[c[0] for c in CASES])
 def test_energy_matches_pyscf(name, geometry, basis, level, xc):
-    if name == "water_hexamer" and xc == "lda":
-        pytest.skip("the hexamer runs once, with PBE, to keep the suite short")
     _compare(geometry, basis, level, xc)
 
 
