@@ -172,7 +172,7 @@ def _aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
 def _to_device(x: np.ndarray) -> jax.Array:
     """A JAX array of ``x`` without a second copy on the CPU backend.
 
-    The DF tensor is the largest array of a calculation (8.7 GB for (H2O)32/def2-SVP); a plain
+    The DF tensor is the largest array of a calculation (8.5 GB for (H2O)32/def2-SVP); a plain
     ``jnp.asarray`` would hold it twice while copying. On the CPU, DLPack hands the NumPy buffer
     to JAX as is when it is 64-byte aligned (see :func:`_aligned_empty`; otherwise XLA copies it);
     it must then never be written to, and nothing here does. On an accelerator the copy goes to
