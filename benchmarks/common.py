@@ -55,6 +55,15 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores (CPU), jax {jax.__version__}"
 
 
+def report(header: str, rows: list[dict], out: str | None) -> None:
+    """Print ``header`` and the rows as a markdown table; append both to ``out`` if given."""
+    text = header + markdown_table(rows)
+    print(text)
+    if out:
+        with open(out, "a") as f:
+            f.write(text + "\n")
+
+
 def markdown_table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

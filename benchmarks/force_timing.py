@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxks  # noqa: E402, F401
-from common import machine, markdown_table, water_cluster  # noqa: E402
+from common import machine, report, water_cluster  # noqa: E402
 from jaxks.forces import force_integrals, forces  # noqa: E402
 from jaxks.integrals import integrals_from_pyscf, make_grids  # noqa: E402
 from jaxks.scf import SCFOptions, run_scf  # noqa: E402
@@ -95,16 +95,12 @@ def main(argv=None):
         rows.append(bench(n, args.basis, args.auxbasis, args.grid_level, args.xc,
                           args.grid_response, args.pyscf_max))
         print(rows[-1], flush=True)
-    table = markdown_table(rows)
     header = (f"\n## Forces, {args.xc.upper()}/{args.basis}, aux {args.auxbasis}, grid level "
               f"{args.grid_level}, grid response {'on' if args.grid_response else 'off'}\n"
               f"Machine: {machine()}. Times in seconds. `jaxks_dint_s`: derivative integrals "
               f"(PySCF, once per geometry); `jaxks_ratio` = (dint + force) / SCF; `pyscf_ratio` = "
               f"gradient / SCF; `maxdF` = max |F_jaxks − F_PySCF| (Hartree/Bohr).\n\n")
-    print(header + table)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(header + table + "\n")
+    report(header, rows, args.out)
 
 
 if __name__ == "__main__":

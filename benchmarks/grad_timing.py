@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import jaxks  # noqa: E402, F401
-from common import machine, markdown_table, peak_rss_gb, water_cluster  # noqa: E402
+from common import machine, peak_rss_gb, report, water_cluster  # noqa: E402
 from jaxks.hooks import ExternalPotential, electric_field_params  # noqa: E402
 from jaxks.implicit import solve  # noqa: E402
 from jaxks.integrals import compute_integrals  # noqa: E402
@@ -80,11 +80,7 @@ def main(argv=None):
     header = (f"\n## value-and-gradient vs forward SCF, PBE/{args.basis}, grid level "
               f"{args.grid_level}\nMachine: {machine()}. Times in seconds (best of "
               f"{args.repeat}); `ratio` = value_grad_s / forward_s.\n\n")
-    table = header + markdown_table(rows)
-    print(table)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(table + "\n")
+    report(header, rows, args.out)
 
 
 if __name__ == "__main__":

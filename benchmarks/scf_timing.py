@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 
 import jaxks  # noqa: E402, F401
-from common import machine, markdown_table, peak_rss_gb, water_cluster  # noqa: E402
+from common import machine, peak_rss_gb, report, water_cluster  # noqa: E402
 from jaxks.integrals import integrals_from_pyscf, make_grids  # noqa: E402
 from jaxks.scf import SCFOptions, run_scf  # noqa: E402
 from jaxks.system import System  # noqa: E402
@@ -85,14 +85,10 @@ def main(argv=None):
         rows.append(bench(n, args.basis, args.auxbasis, args.grid_level, args.xc, args.pyscf_max,
                           args.repeat_max))
         print(rows[-1], flush=True)
-    table = markdown_table(rows)
     header = (f"\n## {args.xc.upper()}/{args.basis}, aux {args.auxbasis}, grid level "
               f"{args.grid_level}\nMachine: {machine()}. Times in seconds; `dE_Eh` = |E_jaxks − "
               f"E_PySCF|.\n\n")
-    print(header + table)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(header + table + "\n")
+    report(header, rows, args.out)
 
 
 if __name__ == "__main__":
