@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from jaxks.commands.scf import add_basis_arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -39,10 +41,7 @@ def register(sub) -> None:
                    "builtin:NAME, or any file ASE reads")
     p.add_argument("--base", default="pbe", help="base functional (default: pbe)")
     p.add_argument("--target", default="hse06", help="target functional (default: hse06)")
-    p.add_argument("--basis", default="def2-svp", help="orbital basis (default: def2-svp)")
-    p.add_argument("--auxbasis", default="def2-universal-jkfit",
-                   help="density-fitting basis (default: def2-universal-jkfit)")
-    p.add_argument("--grid-level", type=int, default=3, help="PySCF grid level 0-9 (default: 3)")
+    add_basis_arguments(p)
     p.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy tolerance, Eh "
                    "(default: 1e-10)")
     p.add_argument("--max-cycles", type=int, default=100, help="SCF iteration limit (default: 100)")

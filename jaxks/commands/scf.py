@@ -30,12 +30,17 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def add_system_arguments(p) -> None:
-    p.add_argument("--xc", default=None, help="functional (default: pbe, or the model's base)")
+def add_basis_arguments(p) -> None:
+    """--basis, --auxbasis, --grid-level with jaxks's defaults (shared by scf and data label)."""
     p.add_argument("--basis", default="def2-svp", help="orbital basis (default: def2-svp)")
     p.add_argument("--auxbasis", default="def2-universal-jkfit",
                    help="density-fitting basis (default: def2-universal-jkfit)")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF grid level 0-9 (default: 3)")
+
+
+def add_system_arguments(p) -> None:
+    p.add_argument("--xc", default=None, help="functional (default: pbe, or the model's base)")
+    add_basis_arguments(p)
     p.add_argument("--charge", type=int, default=0, help="total charge (default: 0)")
 
 
