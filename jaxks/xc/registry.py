@@ -53,14 +53,17 @@ class XCFunctional:
         family: "lda" (depends on ρ only) or "gga" (on ρ and σ = |∇ρ|²).
         pyscf_xc: the PySCF ``xc`` string this functional reproduces.
         terms: the weighted libxc terms whose sum is the semilocal energy density.
-        exact_exchange: fraction of exact (Hartree-Fock) exchange to add in the SCF (0 here).
-        omega: range-separation parameter ω (Bohr⁻¹) of that exchange; 0: no range separation.
+        exact_exchange: fraction α of full-range exact (Hartree-Fock) exchange, 1/r.
+        sr_exchange: fraction β of short-range exact exchange, erfc(ω r)/r (HSE06: 0.25).
+        omega: range-separation parameter ω (Bohr⁻¹) of the short-range exchange.
+        The exact-exchange energy is E_K = −¼ tr(Γ (α K[Γ] + β K_ω^SR[Γ])) (closed shell).
     """
     name: str
     family: str
     pyscf_xc: str
     terms: tuple[XCTerm, ...]
     exact_exchange: float = 0.0
+    sr_exchange: float = 0.0
     omega: float = 0.0
 
     def __post_init__(self):
