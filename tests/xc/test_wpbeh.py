@@ -118,5 +118,6 @@ def test_term_is_hashable_and_validated():
     rho = 10.0 ** np.linspace(-4, 3, 256)
     sigma = (2.0 * np.cbrt(3.0 * np.pi**2 * rho) * rho * np.linspace(0.0, 20.0, 256)) ** 2
     f = jax.jit(lambda fn, r, sg: fn(r, sg), static_argnums=0)
-    np.testing.assert_allclose(f(GgaXWpbeh(0.11), jnp.asarray(rho), jnp.asarray(sigma)),
-                               GgaXWpbeh(0.11)(jnp.asarray(rho), jnp.asarray(sigma)), rtol=1e-13)
+    for omega in OMEGAS:
+        np.testing.assert_allclose(f(GgaXWpbeh(omega), jnp.asarray(rho), jnp.asarray(sigma)),
+                                   GgaXWpbeh(omega)(jnp.asarray(rho), jnp.asarray(sigma)), rtol=1e-13)
