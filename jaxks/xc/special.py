@@ -40,6 +40,7 @@ E1_CF_TERMS = 60
 _SQRT_PI = float(np.sqrt(np.pi))
 
 
+@jax.jit
 def _erfcx_value(y):
     y_small = jnp.minimum(y, ERFCX_SWITCH)
     small = jnp.exp(y_small * y_small) * jax.lax.erfc(y_small)
@@ -88,18 +89,30 @@ def _e1_scaled_cf(x):
 
 
 def _e1_pieces(x):
-    x = jnp.asarray(x, dtype=float)
     x_small = jnp.clip(x, np.finfo(float).tiny, E1_SWITCH)
     x_big = jnp.maximum(x, E1_SWITCH)
-    return x, x_small, x < E1_SWITCH, _e1_scaled_cf(x_big)
+    return x_small, x < E1_SWITCH, _e1_scaled_cf(x_big)
+
+
+# jit: eager calls (tests, op-by-op autodiff) then compile the loops once per shape, not per call
+@jax.jit
+def _e1_scaled_value(x):
+    xs, small, big = _e1_pieces(x)
+    series = jnp.exp(xs) * (-np.euler_gamma - jnp.log(xs) + _e1_series_sum(xs))
+    return jnp.where(small, series, big)
+
+
+@jax.jit
+def _e1_scaled_plus_log_value(x):
+    xs, small, big = _e1_pieces(x)
+    series = jnp.exp(xs) * (-np.euler_gamma + _e1_series_sum(xs)) - jnp.expm1(xs) * jnp.log(xs)
+    return jnp.where(small, series, big + jnp.log(jnp.maximum(x, E1_SWITCH)))
 
 
 @jax.custom_jvp
 def e1_scaled(x):
     """exp(x) E₁(x) for x [...] > 0 (dimensionless); ~ −γ − ln x as x → 0, ~ 1/x as x → ∞."""
-    x, xs, small, big = _e1_pieces(x)
-    series = jnp.exp(xs) * (-np.euler_gamma - jnp.log(xs) + _e1_series_sum(xs))
-    return jnp.where(small, series, big)
+    return _e1_scaled_value(jnp.asarray(x, dtype=float))
 
 
 @e1_scaled.defjvp
@@ -117,9 +130,7 @@ def e1_scaled_plus_log(x):
 
     It tends to −γ as x → 0 and its derivative is E1_scaled(x).
     """
-    x, xs, small, big = _e1_pieces(x)
-    series = jnp.exp(xs) * (-np.euler_gamma + _e1_series_sum(xs)) - jnp.expm1(xs) * jnp.log(xs)
-    return jnp.where(small, series, big + jnp.log(jnp.maximum(x, E1_SWITCH)))
+    return _e1_scaled_plus_log_value(jnp.asarray(x, dtype=float))
 
 
 @e1_scaled_plus_log.defjvp

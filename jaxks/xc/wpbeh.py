@@ -101,10 +101,11 @@ def _eg(s, s2, h, f):
     fb = jnp.where(big, f, 1.0)
     a1 = _D + s2b * hb
     a2 = _X_OVER * s2b * hb
+    a1_72 = a1 ** 3 * jnp.sqrt(a1)
     g_a = (_SQRT_PI * (15.0 * _E + 6.0 * _C * (1.0 + fb * s2b) * a1 + 4.0 * _B * a1 * a1
-                       + 8.0 * _A * a1 ** 3) / (16.0 * a1 ** 3.5)
+                       + 8.0 * _A * a1 ** 3) / (16.0 * a1_72)
            - 0.75 * np.pi * _SQRT_A * erfcx(jnp.sqrt(a2)))
-    g_b = 15.0 * _SQRT_PI * s2b / (16.0 * a1 ** 3.5)
+    g_b = 15.0 * _SQRT_PI * s2b / (16.0 * a1_72)
     closed = -(0.75 * np.pi + g_a) / g_b
     fit = _EGA[0] + _EGA[1] * s2 + _EGA[2] * s2 * s2
     return jnp.where(big, closed, fit)
@@ -124,19 +125,21 @@ def _term1_full(nu, zeta, h, s2):
            + 729.0 * ea6 * nu2 ** 3 / (64.0 * A * A) - 6561.0 * ea8 * nu2 ** 4 / (256.0 * A ** 3))
     t1 = 0.5 * (np1 * np.pi * erfcx(jnp.sqrt(x)) - np2 * e1_scaled(x))
     eb1 = jnp.where(nu < _NU_SWITCH, _EB1_SMALL, _EB1_LARGE)
-    f2 = 0.5 * ea1 * _SQRT_PI * A / jnp.sqrt(dw)
-    f3 = 0.5 * ea2 * A / dw
-    f4 = ea3 * _SQRT_PI * (-9.0 / (8.0 * jnp.sqrt(zw)) + 0.25 * A / dw ** 1.5)
-    f5 = (ea4 / 128.0) * (-144.0 / zw + 64.0 * A / (dw * dw))
-    f6 = ea5 * (3.0 * _SQRT_PI * (3.0 * dw ** 2.5 * (9.0 * zw - 2.0 * A) + 4.0 * zw ** 1.5 * A * A)
-                ) / (32.0 * dw ** 2.5 * zw ** 1.5 * A)
-    f7 = ea6 * (32.0 * A / dw ** 3 + (-36.0 + 81.0 * s2 * h / A) / (zw * zw)) / 32.0
-    f8 = ea7 * (-3.0 * _SQRT_PI * (-40.0 * zw ** 2.5 * A ** 3
-                                   + 9.0 * dw ** 3.5 * (27.0 * zw * zw - 6.0 * zw * A + 4.0 * A * A))
-                ) / (128.0 * dw ** 3.5 * zw ** 2.5 * A * A)
-    f9 = (324.0 * ea6 * eb1 * dw ** 4 * zw * A
-          + ea8 * (384.0 * zw ** 3 * A ** 3 + dw ** 4 * (-729.0 * zw * zw + 324.0 * zw * A - 288.0 * A * A))
-          ) / (128.0 * dw ** 4 * zw ** 3 * A * A)
+    # the f_k of libxc's maple, split into partial fractions of ζ_w and D + ζ_w with their
+    # half-integer powers built from one square root each (fewer operations to differentiate)
+    rdw, sdw, rzw, szw = 1.0 / dw, jnp.sqrt(dw), 1.0 / zw, jnp.sqrt(zw)
+    f2 = 0.5 * ea1 * _SQRT_PI * A / sdw
+    f3 = 0.5 * ea2 * A * rdw
+    f4 = ea3 * _SQRT_PI * (-9.0 / (8.0 * szw) + 0.25 * A * rdw / sdw)
+    f5 = (ea4 / 128.0) * (-144.0 * rzw + 64.0 * A * rdw * rdw)
+    f6 = (3.0 * _SQRT_PI * ea5 / 32.0) * (3.0 * (9.0 * zw - 2.0 * A) * rzw / (szw * A)
+                                            + 4.0 * A * rdw * rdw / sdw)
+    f7 = (ea6 / 32.0) * (32.0 * A * rdw ** 3 + (-36.0 + 81.0 * s2 * h / A) * rzw * rzw)
+    f8 = (-3.0 * _SQRT_PI * ea7 / 128.0) * (-40.0 * A * rdw ** 3 / sdw
+                                            + 9.0 * (27.0 * zw * zw - 6.0 * zw * A + 4.0 * A * A)
+                                            * rzw * rzw / (szw * A * A))
+    f9 = (324.0 * ea6 / (128.0 * A)) * eb1 * rzw * rzw + (ea8 / 128.0) * (
+        384.0 * A * rdw ** 4 + (-729.0 * zw * zw + 324.0 * zw * A - 288.0 * A * A) * rzw ** 3 / (A * A))
     t2t9 = nu * (f2 + nu * (f3 + nu * (f4 + nu * (f5 + nu * (f6 + nu * (f7 + nu * (f8 + nu * f9)))))))
     return t1 + t2t9 + 0.5 * A * jnp.log(zw / dw)
 
@@ -176,7 +179,7 @@ def wpbeh_enhancement(s, nu, omega_is_zero: bool = False):
         return -8.0 / 9.0 * (term1 + term2)
     nu2 = nu * nu
     lam_nu = lam + nu2
-    lam_nu52 = lam_nu ** 2.5
+    lam_nu52 = lam_nu * lam_nu * jnp.sqrt(lam_nu)
     common = s2 * eg
     term3 = -nu * (4.0 * lam_nu * lam_nu * _B + 6.0 * lam_nu * _C + 15.0 * _E
                    + 6.0 * lam_nu * s2 * _C * f + 15.0 * common) / (8.0 * lam * lam_nu52)
