@@ -103,3 +103,26 @@ def test_hessian_finite_and_jit(name):
     f = jax.jit(lambda fn, r: fn.omega * r + fn.exact_exchange, static_argnums=0)
     np.testing.assert_allclose(f(xc, jnp.ones(2)), xc.omega + xc.exact_exchange)
     assert f(get_xc(name.upper()), jnp.ones(2)) is not None and hash(xc) == hash(get_xc(name.upper()))
+
+
+@pytest.mark.slow
+def test_semilocal_energy_and_potential_on_a_water_grid(one_openmp_thread):
+    """Integrated on a molecular grid (water, def2-SVP, grid level 0, a non-SCF density): the
+    semilocal E_xc and V_xc of hse06 and pbe0 from jaxks.numint equal PySCF's ``nr_rks`` with the
+    same xc string (which evaluates the hybrids' semilocal part only)."""
+    from pyscf import dft
+
+    from jaxks.integrals import integrals_from_pyscf, make_grids
+    from jaxks.numint import xc_energy_potential
+    from tests import geometries as geo
+    from tests.conftest import make_system
+
+    mol = make_system(geo.WATER, basis="def2-svp", grid_level=0).to_pyscf()
+    grids = make_grids(mol, 0)
+    ints = integrals_from_pyscf(mol, "def2-universal-jkfit", 0, grids=grids)
+    dm = dft.RKS(mol).get_init_guess(key="minao")
+    for name in ("hse06", "pbe0"):
+        _, exc_ref, vxc_ref = dft.numint.NumInt().nr_rks(mol, grids, get_xc(name).pyscf_xc, dm)
+        exc, vxc = jax.jit(xc_energy_potential, static_argnums=2)(jnp.asarray(dm), ints, get_xc(name))
+        assert abs(float(exc) - exc_ref) < 1e-10, (name, float(exc), exc_ref)
+        np.testing.assert_allclose(np.asarray(vxc), vxc_ref, atol=1e-9, rtol=0)
