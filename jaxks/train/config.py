@@ -98,6 +98,39 @@ class TrainSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class StageSection:
+    """One stage of a staged schedule (``[[stages]]`` tables, run in order).
+
+    A value of 0 (or −1 for a loss weight) means "as in [train], [optim] or [loss]"; so a stage
+    needs only what differs, e.g. fixed-density pretraining then end-to-end fine-tuning::
+
+        [[stages]]
+        mode = "fixed"
+        steps = 400
+
+        [[stages]]
+        mode = "scf"
+        steps = 50
+        learning_rate = 1e-4
+    """
+
+    mode: str = "fixed"
+    steps: int = 100
+    batch_size: int = 0
+    refresh_every: int = 0
+    learning_rate: float = 0.0
+    decay_steps: int = 0
+    decay_rate: float = 0.0
+    energy: float = -1.0
+    force: float = -1.0
+    hamiltonian: float = -1.0
+    eigenvector: float = -1.0
+    eigenvalue: float = -1.0
+    density: float = -1.0
+    gap: float = -1.0
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     data: DataConfig = DataConfig()
     model: ModelSection = ModelSection()
@@ -105,6 +138,29 @@ class TrainConfig:
     optim: OptimSection = OptimSection()
     scf: SCFSection = SCFSection()
     train: TrainSection = TrainSection()
+    stages: tuple[StageSection, ...] = ()
+
+    def resolved_stages(self) -> tuple["ResolvedStage", ...]:
+        """The stages with every inherited value filled in; without ``[[stages]]``, one stage
+        made of [train] mode and steps."""
+        stages = self.stages or (StageSection(mode=self.train.mode, steps=self.train.steps),)
+        out = []
+        for st in stages:
+            weights = {k: (getattr(st, k) if getattr(st, k) >= 0 else getattr(self.loss, k))
+                       for k in _WEIGHTS}
+            out.append(ResolvedStage(
+                mode=st.mode, steps=st.steps,
+                batch_size=st.batch_size or self.train.batch_size,
+                refresh_every=st.refresh_every or self.train.refresh_every,
+                learning_rate=st.learning_rate or self.optim.learning_rate,
+                decay_steps=st.decay_steps or self.optim.decay_steps,
+                decay_rate=st.decay_rate or self.optim.decay_rate,
+                weights=LossWeights(**weights)))
+        return tuple(out)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.resolved_stages())
 
     def __post_init__(self):
         if self.train.mode not in ("scf", "fixed"):
@@ -131,6 +187,19 @@ class TrainConfig:
             (self.scf.level_shift >= 0, "scf.level_shift must be >= 0 (Hartree)"),
             (0 <= self.scf.damping < 1, "scf.damping must be in [0, 1)"),
         ]
+        for k, st in enumerate(self.stages):
+            where = f"[[stages]] {k + 1}"
+            checks += [
+                (st.mode in ("scf", "fixed"), f"{where}: mode must be 'scf' or 'fixed', got "
+                 f"{st.mode!r}"),
+                (st.steps >= 0 and st.batch_size >= 0 and st.refresh_every >= 0
+                 and st.decay_steps >= 0, f"{where}: steps, batch_size, refresh_every and "
+                 "decay_steps must be >= 0"),
+                (st.learning_rate >= 0 and st.decay_rate >= 0,
+                 f"{where}: learning_rate and decay_rate must be >= 0 (0: inherit)"),
+                (all(getattr(st, w) >= 0 or getattr(st, w) == -1.0 for w in _WEIGHTS),
+                 f"{where}: loss weights must be >= 0 (or -1: inherit [loss])"),
+            ]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
@@ -142,22 +211,47 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         sections = {}
         for f in dataclasses.fields(cls):
-            section_cls = _SECTIONS[f.name]
+            if f.name == "stages":
+                raw = d.get("stages", [])
+                if not isinstance(raw, (list, tuple)) or not all(isinstance(x, dict)
+                                                                 for x in raw):
+                    raise InputError("stages must be a list of [[stages]] tables, got "
+                                     f"{raw!r}")
+                sections["stages"] = tuple(_section(StageSection, f"[[stages]] {k + 1}", x)
+                                           for k, x in enumerate(raw))
+                continue
             raw = d.get(f.name, {})
             if not isinstance(raw, dict):
                 raise InputError(f"{f.name!r} must be a section [{f.name}] of settings, "
                                  f"got {raw!r}")
-            known = {g.name: g for g in dataclasses.fields(section_cls)}
-            unknown = set(raw) - set(known)
-            if unknown:
-                raise InputError(f"unknown setting(s) in [{f.name}]: {', '.join(sorted(unknown))}"
-                                 f"; known: {', '.join(known)}")
-            kwargs = {k: _coerce(f"[{f.name}] {k}", known[k], v) for k, v in raw.items()}
-            sections[f.name] = section_cls(**kwargs)
+            sections[f.name] = _section(_SECTIONS[f.name], f"[{f.name}]", raw)
         unknown = set(d) - set(sections)
         if unknown:
             raise InputError(f"unknown config section(s): {', '.join(sorted(unknown))}")
         return cls(**sections)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedStage:
+    """A stage with nothing left to inherit (see :meth:`TrainConfig.resolved_stages`)."""
+
+    mode: str
+    steps: int
+    batch_size: int
+    refresh_every: int
+    learning_rate: float
+    decay_steps: int
+    decay_rate: float
+    weights: LossWeights
+
+
+def _section(section_cls, where: str, raw: dict):
+    known = {g.name: g for g in dataclasses.fields(section_cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise InputError(f"unknown setting(s) in {where}: {', '.join(sorted(unknown))}"
+                         f"; known: {', '.join(known)}")
+    return section_cls(**{k: _coerce(f"{where} {k}", known[k], v) for k, v in raw.items()})
 
 
 _WEIGHTS = tuple(f.name for f in dataclasses.fields(LossWeights))
@@ -222,6 +316,11 @@ def dumps_config(config: TrainConfig) -> str:
     lines = ["# jaxks training configuration (complete: every setting, defaults included)",
              "# units: Hartree, Bohr"]
     for section, values in config.to_dict().items():
+        if section == "stages":
+            for stage in values:
+                lines.append("\n[[stages]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in stage.items()]
+            continue
         lines.append(f"\n[{section}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"

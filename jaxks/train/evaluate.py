@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxks.deepks.correction import DeePKSParams, deepks_forces
-from jaxks.forces import forces as base_forces
-from jaxks.scf import SCFOptions, run_scf
+from jaxks.scf import SCFOptions
 from jaxks.train.frames import FrameRecord
+from jaxks.train.predict import PredictSetup, predict_scf
+from jaxks.xc import get_xc
 from jaxks.units import EV_ANGSTROM_PER_HARTREE_BOHR, EV_PER_HARTREE
 
 MEV = 1000.0 * EV_PER_HARTREE
@@ -33,27 +36,30 @@ METRICS = ("energy_mae_mev_per_atom", "force_rmse_mev_per_a", "eig_rmse_mev", "g
 
 def model_predictions(model, records: Sequence[FrameRecord], options: SCFOptions,
                       with_forces: bool = True) -> list[dict]:
-    """DeePKS-SCF of every frame: energy, forces, fock, mo_energy, converged, cycles (NumPy)."""
-    term = model.term
+    """DeePKS-SCF of every frame by :func:`jaxks.train.predict.predict_scf` (the function
+    training uses): energy, forces, fock, mo_energy, converged, cycles, wall_s (NumPy)."""
     out = []
     for r in records:
         f = r.frame
-        theta = DeePKSParams(model=model.params, overlaps=f.overlaps, element_onehot=f.onehot)
+        setup = PredictSetup(term=model.term, xc=get_xc(model.base_xc),
+                             with_forces=with_forces and f.fints is not None, options=options)
         # warm start from the base density; a model can pull that start towards another
         # stationary point, so an unconverged run is retried once from the MINAO guess
-        res = run_scf(f.ints, model.base_xc, term=term, params=theta, options=options,
-                      guess=np.asarray(r.base["dm"]), warn=False)
-        if not bool(res.converged):
-            res = run_scf(f.ints, model.base_xc, term=term, params=theta, options=options,
-                          warn=False)
-        pred = dict(energy=float(res.energy), fock=np.asarray(res.fock),
-                    mo_energy=np.asarray(res.mo_energy), converged=bool(res.converged),
-                    cycles=int(res.cycles))
-        if with_forces and f.fints is not None:
-            pred["forces"] = np.asarray(base_forces(res, f.ints, f.fints, model.base_xc)
-                                        + deepks_forces(term, res.gamma, theta, f.proj_derivs))
-        out.append(pred)
+        t0 = time.perf_counter()
+        pred = jax.device_get(_predict(model.params, f, jnp.asarray(r.base["dm"]), setup))
+        if not bool(pred["converged"]) and f.ints.guess is not None:
+            pred = jax.device_get(_predict(model.params, f, f.ints.guess, setup))
+        wall = time.perf_counter() - t0
+        item = dict(energy=float(pred["energy"]), fock=np.asarray(pred["fock"]),
+                    mo_energy=np.asarray(pred["mo_energy"]), converged=bool(pred["converged"]),
+                    cycles=int(pred["cycles"]), wall_s=wall)
+        if "forces" in pred:
+            item["forces"] = np.asarray(pred["forces"])
+        out.append(item)
     return out
+
+
+_predict = jax.jit(predict_scf, static_argnames=("setup",))
 
 
 def metrics(preds: Sequence[dict], records: Sequence[FrameRecord]) -> dict:

@@ -1,20 +1,31 @@
-"""Training DeePKS-ES: end-to-end through the SCF, or the published fixed-density scheme.
+"""Training DeePKS-ES: fixed-density steps, end-to-end steps through the SCF, or stages of both.
 
-Both modes minimise the same per-frame loss (:mod:`jaxks.train.losses`) of the same model on
-the same data; they differ only in the density Γ at which the prediction is made:
+Both modes minimise the same per-frame loss (:mod:`jaxks.train.losses`) of the same model on the
+same data; they differ only in the density Γ at which the prediction is made
+(:mod:`jaxks.train.predict`):
 
-* ``mode = "scf"`` — every step runs the jit-compiled SCF with the current θ and differentiates
-  through the fixed point implicitly (:func:`jaxks.implicit.solve`): the loss and its gradient
-  are those of the *self-consistent* prediction. The SCF is warm-started from the frame's
-  previous density.
-* ``mode = "fixed"`` — every ``refresh_every`` steps the SCF is run with θ frozen; in between, the
-  loss is evaluated at those frozen densities (one Fock build and diagonalisation, no response),
-  which is the published DeePKS/DeePKS-ES iteration.
+* ``mode = "fixed"`` — the published DeePKS-L iteration: every ``refresh_every`` steps a
+  DeePKS-SCF with θ frozen (vmapped over each bucket) gives Γ, and everything that does not depend
+  on θ is cached (base Fock matrix, energy and forces at Γ); a step is then a network evaluation,
+  one generalized eigensolve and the losses per frame — no grid or Coulomb work.
+* ``mode = "scf"`` — every step runs the jit-compiled SCF of every frame of the batch (vmapped,
+  each frame warm-started from its last density) and differentiates through the fixed point
+  implicitly: loss and gradient are those of the *self-consistent* prediction.
+* ``[[stages]]`` in the config run several such phases in order (e.g. fixed-density pretraining,
+  then end-to-end fine-tuning), each with its own steps, learning rate and loss weights; the
+  optimiser state starts afresh at each stage.
 
-A frame whose SCF does not converge (or whose loss is not finite) is skipped for that step and
-counted in the log, never silently dropped. Randomness (initialisation, data order) comes from
-``train.seed`` and ``model.seed`` only; with the checkpoint's parameters, optimiser state and
-per-frame densities, ``--resume`` reproduces an uninterrupted run.
+Frames are grouped by composition into buckets (:mod:`jaxks.train.buckets`); a step draws its
+batch from one bucket and runs as one jitted function (:mod:`jaxks.train.step`): one compilation
+per bucket and stage, none after a bucket's first step, counted in the log. With several devices
+the frame axis of a batch is sharded over them. Before any update a step-0 line logs every loss
+term of the initial model (network, frozen prefit and element constants) on all training frames.
+
+A frame whose SCF does not converge (or whose loss or gradient is not finite) is left out of
+that step's gradient and counted in the log (``skipped``), never silently dropped. Randomness
+(initialisation, data order) comes from ``train.seed`` and ``model.seed`` only; with the
+checkpoint's parameters, optimiser state and per-frame densities, ``--resume`` reproduces an
+uninterrupted run exactly, in every mode and across stages.
 """
 
 from __future__ import annotations
@@ -31,89 +42,33 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxks import linalg
-from jaxks.deepks.correction import DeePKSParams, DeePKSTerm, deepks_forces
+from jaxks.deepks.correction import DeePKSParams, DeePKSTerm
 from jaxks.deepks.descriptors import descriptors_from_overlaps
 from jaxks.deepks.io import DeePKSModel, save_model
 from jaxks.deepks.model import ModelConfig, fit_model, freeze_non_trainable, init_model
 from jaxks.deepks.projectors import ProjectorBasis, default_basis
-from jaxks.forces import forces as base_forces
-from jaxks.implicit import AdjointOptions, solve
-from jaxks.scf import SCFOptions, finalize, run_scf
+from jaxks.implicit import AdjointOptions, scf_density
+from jaxks.scf import SCFOptions
 from jaxks.system import InputError
+from jaxks.train.buckets import Bucket, batch_at, make_buckets, padded_batch_size, stack
 from jaxks.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
-from jaxks.train.config import TrainConfig, save_config
-from jaxks.train.frames import Frame, FrameRecord
-from jaxks.train.losses import LossWeights, loss_terms
+from jaxks.train.config import ResolvedStage, TrainConfig, save_config
+from jaxks.train.frames import FrameRecord
+from jaxks.train.predict import PredictSetup, fixed_cache
+from jaxks.train.step import TRACE_COUNT, LossSetup, frame_mesh, make_train_step
 from jaxks.xc import get_xc
 
 LOG_NAME = "log.jsonl"
 MODEL_NAME = "model.npz"
-#: Times the per-frame loss has been traced (one per composition and mode is expected).
-TRACE_COUNT = {"frame_loss": 0}
-
-
-@dataclasses.dataclass(frozen=True)
-class LossSetup:
-    """Static settings of the per-frame loss (hashable: a jit static argument)."""
-
-    term: DeePKSTerm
-    xc: object
-    mode: str
-    weights: LossWeights
-    options: SCFOptions
-    adjoint: AdjointOptions
+#: Compiled steps and refresh functions, shared by every run of the process (a resumed run, a
+#: second stage with the same settings and tests reuse them instead of compiling again).
+_COMPILED: dict = {}
 
 
 def scf_options(cfg: TrainConfig) -> SCFOptions:
     s = cfg.scf
     return SCFOptions(max_cycles=s.max_cycles, e_tol=s.e_tol, comm_tol=s.comm_tol,
                       level_shift=s.level_shift, damping=s.damping)
-
-
-def loss_weights(cfg: TrainConfig) -> LossWeights:
-    """The weights alone (a smaller static argument than the whole loss section)."""
-    names = [f.name for f in dataclasses.fields(LossWeights)]
-    return LossWeights(**{k: getattr(cfg.loss, k) for k in names})
-
-
-# ----------------------------------------------------------------------------- prediction
-def predict(model_params, frame: Frame, gamma, setup: LossSetup):
-    """The model's prediction for one frame: energy, forces, Fock matrix, orbitals, density.
-
-    ``gamma`` is the warm start (mode "scf") or the frozen density (mode "fixed").
-    Returns (pred dict, SCFResult).
-    """
-    theta = DeePKSParams(model=model_params, overlaps=frame.overlaps,
-                         element_onehot=frame.onehot)
-    if setup.mode == "scf":
-        res = solve(frame.ints, setup.xc, term=setup.term, params=theta, options=setup.options,
-                    adjoint=setup.adjoint, guess=gamma)
-    else:
-        res = finalize(frame.ints, theta, jax.lax.stop_gradient(gamma), setup.xc, setup.term,
-                       eigh=linalg.eigh)
-    pred = dict(energy=res.energy, fock=res.fock, mo_energy=res.mo_energy,
-                mo_coeff=res.mo_coeff, gamma=res.gamma)
-    if setup.weights.force:
-        pred["forces"] = (base_forces(res, frame.ints, frame.fints, setup.xc)
-                          + deepks_forces(setup.term, res.gamma, theta, frame.proj_derivs))
-    return pred, res
-
-
-def frame_loss(model_params, frame: Frame, gamma, setup: LossSetup):
-    """Weighted loss of one frame and its diagnostics (terms, converged, cycles, density)."""
-    TRACE_COUNT["frame_loss"] += 1
-    pred, res = predict(model_params, frame, gamma, setup)
-    terms = loss_terms(pred, frame.target, setup.weights, frame.window, frame.n_atoms,
-                       frame.ints.n_occ)
-    aux = dict(terms=terms, converged=res.converged, cycles=res.cycles,
-               gamma=jax.lax.stop_gradient(res.gamma))
-    return terms["total"], aux
-
-
-_loss_and_grad = jax.jit(jax.value_and_grad(frame_loss, has_aux=True),
-                         static_argnames=("setup",))
-_loss_only = jax.jit(frame_loss, static_argnames=("setup",))
 
 
 # ----------------------------------------------------------------------------- model set-up
@@ -139,36 +94,26 @@ def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
     return config, params, basis
 
 
-def make_optimizer(cfg: TrainConfig, params):
+def make_optimizer(cfg: TrainConfig, params, stage: ResolvedStage | None = None):
+    """Clipping + Adam with exponential decay, applied to the network only.
+    Returns (optimizer, schedule)."""
+    stage = stage or cfg.resolved_stages()[0]
     o = cfg.optim
-    schedule = optax.exponential_decay(o.learning_rate, transition_steps=max(o.decay_steps, 1),
-                                       decay_rate=o.decay_rate,
-                                       end_value=o.end_learning_rate)
+    schedule = optax.exponential_decay(stage.learning_rate,
+                                       transition_steps=max(stage.decay_steps, 1),
+                                       decay_rate=stage.decay_rate,
+                                       end_value=min(o.end_learning_rate, stage.learning_rate))
     opt = optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.adam(schedule))
     return freeze_non_trainable(opt, params), schedule
 
 
-def batch_indices(step: int, n_frames: int, batch_size: int, seed: int) -> list[int]:
-    """Frames of gradient step ``step``: consecutive slices of per-epoch permutations
-    (epoch e uses ``default_rng([seed, e]).permutation``), so any step is reproducible."""
-    out = []
-    for pos in range(step * batch_size, (step + 1) * batch_size):
-        epoch, k = divmod(pos, n_frames)
-        out.append(int(np.random.default_rng([seed, epoch]).permutation(n_frames)[k]))
-    return out
-
-
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- trainer
 @dataclasses.dataclass
 class TrainResult:
     model: DeePKSModel
     steps: int
     out: str
     wall_s: float
-
-
-def _tree_add(a, b):
-    return b if a is None else jax.tree_util.tree_map(jnp.add, a, b)
 
 
 def _progress(step, total, t0, notes, stream):
@@ -180,100 +125,274 @@ def _progress(step, total, t0, notes, stream):
     stream.flush()
 
 
-def refresh_densities(params, records, gammas, setup: LossSetup):
-    """Fixed mode: self-consistent densities with θ frozen (forward SCF only).
-    Returns the number of frames that did not converge (their old density is kept)."""
-    failed = 0
-    for i, r in enumerate(records):
-        theta = DeePKSParams(model=params, overlaps=r.frame.overlaps,
-                             element_onehot=r.frame.onehot)
-        res = run_scf(r.frame.ints, setup.xc, term=setup.term, params=theta,
-                      options=setup.options, guess=gammas[str(i)], warn=False)
-        if bool(res.converged):
-            gammas[str(i)] = res.gamma
+def _chunks(bucket: Bucket, width: int):
+    """Positions of a bucket in chunks of exactly ``width`` (the last padded by repetition)."""
+    for start in range(0, bucket.size, width):
+        pos = np.arange(start, min(start + width, bucket.size))
+        yield pos, np.resize(pos, width).astype(np.int32)
+
+
+class _BucketData:
+    """Stacked per-frame arrays of one bucket for the current stage (device-resident)."""
+
+    def __init__(self, records, bucket: Bucket, trainer):
+        frames = [records[i].frame for i in bucket.indices]
+        self.targets = trainer.place(stack([f.target for f in frames]))
+        self.frames = frames
+        self.trainer = trainer
+        self.inputs = None            # FixedCache stack (fixed) or Frame stack (scf)
+        self.stacked_frames = None
+
+    def frame_stack(self):
+        if self.stacked_frames is None:
+            self.stacked_frames = self.trainer.place(
+                stack([dataclasses.replace(f, target={}) for f in self.frames]))
+        return self.stacked_frames
+
+
+class Trainer:
+    """The state machine behind :func:`train` (one instance per run)."""
+
+    def __init__(self, cfg: TrainConfig, records: Sequence[FrameRecord], base_xc: str, stream,
+                 devices=None):
+        self.cfg, self.records, self.stream = cfg, list(records), stream
+        self.stages = cfg.resolved_stages()
+        self.mconfig, params, self.basis = new_model(cfg, records)
+        self.term = DeePKSTerm.for_model(self.mconfig, self.basis)
+        self.xc = get_xc(base_xc)
+        self.base_xc = base_xc
+        self.buckets = make_buckets(self.records)
+        self.mesh = frame_mesh(devices)
+        self.n_devices = 1 if self.mesh is None else self.mesh.size
+        self.data = [_BucketData(self.records, b, self) for b in self.buckets]
+        self.options = scf_options(cfg)
+        self.adjoint = AdjointOptions(tol=cfg.scf.adjoint_tol)
+        opt, _ = make_optimizer(cfg, params, self.stages[0] if self.stages else None)
+        gammas = {b.key: stack([jnp.asarray(self.records[i].base["dm"]) for i in b.indices])
+                  for b in self.buckets}
+        self.state = dict(step=0, params=params, opt_state=opt.init(params), gammas=gammas)
+        self.state = self.place(self.state)
+
+    def place(self, tree):
+        """Commit arrays to the device(s) (replicated over a mesh): a jitted step's outputs are
+        committed, and jit compiles again when committed-ness of its arguments changes."""
+        if self.mesh is None:
+            where = jax.local_devices()[0]
         else:
-            failed += 1
-    return failed
+            where = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.tree_util.tree_map(
+            lambda x: jax.device_put(x, where) if isinstance(x, (jax.Array, np.ndarray)) else x,
+            tree)
+
+    # ------------------------------------------------------------------ set-ups
+    def predict_setup(self, stage: ResolvedStage) -> PredictSetup:
+        return PredictSetup(term=self.term, xc=self.xc, with_forces=stage.weights.force > 0,
+                            options=self.options, adjoint=self.adjoint)
+
+    def loss_setup(self, stage: ResolvedStage, bucket: Bucket) -> LossSetup:
+        return LossSetup(predict=self.predict_setup(stage), mode=stage.mode,
+                         weights=stage.weights, window=bucket.window, n_atoms=bucket.n_atoms,
+                         n_occ=bucket.n_occ)
+
+    def stage_start(self, k: int) -> int:
+        return sum(s.steps for s in self.stages[:k])
+
+    # ------------------------------------------------------------------ fixed-mode caches
+    def _refresh_fn(self, setup: PredictSetup, scf: bool):
+        key = ("refresh", setup, scf)
+        if key not in _COMPILED:
+            def one(params, frame, guess):
+                if scf:
+                    theta = DeePKSParams(model=params, overlaps=frame.overlaps,
+                                         element_onehot=frame.onehot)
+                    gamma, info = scf_density(setup.xc, setup.term, setup.options, self.adjoint,
+                                              frame.ints, theta, guess)
+                    ok = info["converged"]
+                    gamma = jnp.where(ok, gamma, guess)
+                else:
+                    ok, info = jnp.ones((), bool), dict(cycle=jnp.zeros((), jnp.int32))
+                    gamma = guess
+                return fixed_cache(frame, gamma, setup), ok, info["cycle"]
+
+            _COMPILED[key] = jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+        return _COMPILED[key]
+
+    def build_caches(self, stage: ResolvedStage, params, scf: bool) -> int:
+        """(Re)build every bucket's :class:`FixedCache`; with ``scf`` first reconverge Γ with θ
+        frozen (a frame that does not converge keeps its previous Γ). Returns the number of
+        frames whose SCF did not converge."""
+        setup = self.predict_setup(stage)
+        fn = self._refresh_fn(setup, scf)
+        width = padded_batch_size(stage.batch_size, self.n_devices)
+        failed = 0
+        for bucket, data in zip(self.buckets, self.data):
+            gammas = self.state["gammas"][bucket.key]
+            parts, oks = [], []
+            for real, pos in _chunks(bucket, width):
+                frames = self.place(stack([dataclasses.replace(data.frames[p], target={})
+                                           for p in pos]))
+                cache, ok, _ = fn(params, frames, gammas[pos])
+                parts.append(jax.tree_util.tree_map(lambda x: x[:len(real)], cache))
+                oks.append(np.asarray(ok)[:len(real)])
+            data.inputs = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+            ok = np.concatenate(oks)
+            failed += int(np.sum(~ok))
+            self.state["gammas"][bucket.key] = data.inputs.gamma
+        return failed
+
+    # ------------------------------------------------------------------ steps
+    def step_fn(self, stage: ResolvedStage, b: int, optimizer):
+        setup = self.loss_setup(stage, self.buckets[b])
+        # the optimiser is rebuilt from these settings, so they identify it
+        key = ("step", setup, stage, self.cfg.optim, self.mesh)
+        if key not in _COMPILED:
+            _COMPILED[key] = make_train_step(setup, optimizer, self.mesh)
+        return _COMPILED[key]
+
+    def inputs(self, stage: ResolvedStage, b: int):
+        data = self.data[b]
+        return data.inputs if stage.mode == "fixed" else data.frame_stack()
+
+    def run_step(self, stage: ResolvedStage, k: int, optimizer, b: int, positions, weights):
+        """One jitted step on bucket ``b``; returns the per-frame diagnostics (NumPy) after the
+        one host synchronisation of the step."""
+        bucket = self.buckets[b]
+        fn = self.step_fn(stage, b, optimizer)
+        params, opt_state, gammas, diag = fn(
+            self.state["params"], self.state["opt_state"], self.inputs(stage, b),
+            self.data[b].targets, self.state["gammas"][bucket.key], jnp.asarray(positions),
+            jnp.asarray(weights))
+        self.state.update(params=params, opt_state=opt_state)
+        self.state["gammas"][bucket.key] = gammas
+        return jax.device_get(diag)
+
+    def evaluate_all(self, stage: ResolvedStage, k: int, optimizer) -> dict:
+        """Mean of every loss term over all training frames, no update (steps with all batch
+        weights 0, so no extra compilation): the step-0 line."""
+        width = padded_batch_size(stage.batch_size, self.n_devices)
+        sums, n, skipped = {}, 0, 0
+        for b, bucket in enumerate(self.buckets):
+            for real, pos in _chunks(bucket, width):
+                diag = self.run_step(stage, k, optimizer, b, pos, np.zeros(width))
+                ok = np.asarray(diag["ok"])[:len(real)]
+                for name, v in diag["frame_terms"].items():
+                    sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(v)[:len(real)][ok]))
+                n += int(ok.sum())
+                skipped += int((~ok).sum())
+        return dict({f"loss_{k2}": v / max(n, 1) for k2, v in sums.items()}, frames=n,
+                    skipped=skipped)
+
+
+def batch_record(diag, weights) -> dict:
+    """Log fields of one step from its per-frame diagnostics: frames used and skipped, the
+    weighted mean of every loss term over the used frames, mean SCF cycles."""
+    w = np.asarray(weights)
+    ok = np.asarray(diag["ok"]) & (w > 0)
+    used = int(ok.sum())
+    out = dict(frames=used, skipped=int(((w > 0) & ~np.asarray(diag["ok"])).sum()))
+    if used:
+        wn = np.where(ok, w, 0.0) / np.sum(np.where(ok, w, 0.0))
+        out.update({f"loss_{k}": float(np.sum(wn * np.where(ok, np.asarray(v), 0.0)))
+                    for k, v in diag["frame_terms"].items()})
+    cycles = np.asarray(diag["cycles"])[ok]
+    out["cycles"] = float(np.mean(cycles)) if len(cycles) else None
+    return out
 
 
 def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = False,
-          base_xc: str = "pbe", stream=sys.stderr, stop_after: int | None = None) -> TrainResult:
+          base_xc: str = "pbe", stream=sys.stderr, stop_after: int | None = None,
+          devices=None) -> TrainResult:
     """Train a DeePKS model on ``records`` as ``cfg`` says; write config, log, checkpoints and
     the model file into ``cfg.train.out``.
 
     Args:
         resume: continue from the checkpoint in ``cfg.train.out``.
-        stop_after: stop (after checkpointing) once this step is reached — for tests of resume.
+        stop_after: stop (after checkpointing) once this global step is reached — for tests of
+            resume.
+        devices: devices to shard each batch's frames over (default: all local devices).
     """
     out = cfg.train.out
     os.makedirs(out, exist_ok=True)
     save_config(cfg, os.path.join(out, "config.toml"))
     if not records:
         raise InputError("no training frames")
-    mconfig, params, basis = new_model(cfg, records)
-    term = DeePKSTerm.for_model(mconfig, basis)
-    setup = LossSetup(term=term, xc=get_xc(base_xc), mode=cfg.train.mode,
-                      weights=loss_weights(cfg), options=scf_options(cfg),
-                      adjoint=AdjointOptions(tol=cfg.scf.adjoint_tol))
-    optimizer, schedule = make_optimizer(cfg, params)
-    opt_state = optimizer.init(params)
-    gammas = {str(i): jnp.asarray(r.base["dm"]) for i, r in enumerate(records)}
-    state = dict(step=0, params=params, opt_state=opt_state, gammas=gammas)
+    tr = Trainer(cfg, records, base_xc, stream, devices)
     log_path = os.path.join(out, LOG_NAME)
     if resume:
-        state = load_checkpoint(out, state)
-        _truncate_log(log_path, int(state["step"]))
+        tr.state = tr.place(load_checkpoint(out, tr.state))
+        _truncate_log(log_path, int(tr.state["step"]))
     elif os.path.exists(log_path):
         os.unlink(log_path)
-    step, params, opt_state, gammas = (int(state["step"]), state["params"], state["opt_state"],
-                                       dict(state["gammas"]))
-    n, total = len(records), cfg.train.steps
+    step = int(tr.state["step"])
+    total = cfg.total_steps
     t0 = time.perf_counter()
-    traces0 = TRACE_COUNT["frame_loss"]
-    while step < total:
-        refresh_failed = 0
-        if setup.mode == "fixed" and step % max(cfg.train.refresh_every, 1) == 0:
-            refresh_failed = refresh_densities(params, records, gammas, setup)
-        grads, sums, used, skipped, cycles = None, {}, 0, 0, []
-        for i in batch_indices(step, n, cfg.train.batch_size, cfg.train.seed):
-            r = records[i]
-            (loss, aux), g = _loss_and_grad(params, r.frame, gammas[str(i)], setup=setup)
-            ok = bool(aux["converged"]) and bool(jnp.isfinite(loss)) and all(
-                bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(g))
-            if not ok:
-                skipped += 1
-                continue
-            if setup.mode == "scf":
-                gammas[str(i)] = aux["gamma"]
-            cycles.append(int(aux["cycles"]))
-            grads = _tree_add(grads, g)
-            for k, v in aux["terms"].items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            used += 1
-        if used:
-            grads = jax.tree_util.tree_map(lambda x: x / used, grads)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-        step += 1
-        record = dict(step=step, lr=float(schedule(step - 1)), frames=used, skipped=skipped,
-                      refresh_unconverged=refresh_failed,
-                      mean_cycles=float(np.mean(cycles)) if cycles and setup.mode == "scf" else None,
-                      compilations=TRACE_COUNT["frame_loss"] - traces0,
-                      wall_s=time.perf_counter() - t0,
-                      **{f"loss_{k}": v / used for k, v in sums.items()} if used else {})
+    traces0 = TRACE_COUNT["train_step"]
+
+    def log(record):
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if step % max(cfg.train.log_every, 1) == 0 or step == total:
-            notes = ", ".join(f"{k[5:]} {v:.3e}" for k, v in record.items()
-                              if k.startswith("loss_")) + (f", skipped {skipped}" if skipped else "")
-            _progress(step, total, t0, notes, stream)
-        if step % max(cfg.train.checkpoint_every, 1) == 0 or step == total or step == stop_after:
-            save_checkpoint(out, dict(step=step, params=params, opt_state=opt_state,
-                                      gammas=gammas))
+
+    for k, stage in enumerate(tr.stages):
+        start = tr.stage_start(k)
+        if step >= start + stage.steps:
+            continue
+        optimizer, schedule = make_optimizer(cfg, tr.state["params"], stage)
+        if step == start:  # every stage starts with a fresh optimiser state
+            tr.state["opt_state"] = tr.place(optimizer.init(tr.state["params"]))
+        if stage.mode == "fixed" and (step - start) % max(stage.refresh_every, 1):
+            # resumed between refreshes: the cache is a function of the checkpointed Γ
+            tr.build_caches(stage, tr.state["params"], scf=False)
+        skip_refresh = False
+        if step == 0:
+            # every loss term of the initial model (prefit and element constants included)
+            failed = (tr.build_caches(stage, tr.state["params"], scf=True)
+                      if stage.mode == "fixed" else 0)
+            skip_refresh = stage.mode == "fixed"  # just refreshed
+            record = tr.evaluate_all(stage, k, optimizer)
+            log(dict(step=0, stage=1, mode=stage.mode, devices=tr.n_devices,
+                     refresh_unconverged=failed,
+                     wall_s=time.perf_counter() - t0, **record))
+            _progress(0, total, t0, "initial model: " + ", ".join(
+                f"{key[5:]} {v:.3e}" for key, v in record.items() if key.startswith("loss_")),
+                tr.stream)
+        while step < start + stage.steps:
+            local = step - start
+            refresh_failed = 0
+            if (stage.mode == "fixed" and local % max(stage.refresh_every, 1) == 0
+                    and not skip_refresh):
+                refresh_failed = tr.build_caches(stage, tr.state["params"], scf=True)
+            skip_refresh = False
+            batch = batch_at(local, tr.buckets, stage.batch_size, cfg.train.seed, k,
+                             tr.n_devices)
+            bucket = tr.buckets[batch.bucket]
+            diag = tr.run_step(stage, k, optimizer, batch.bucket, batch.positions,
+                               batch.weights)
+            step += 1
+            tr.state["step"] = step
+            rec = batch_record(diag, batch.weights)
+            cycles = rec.pop("cycles")
+            record = dict(step=step, stage=k + 1, mode=stage.mode, lr=float(schedule(local)),
+                          bucket=bucket.key, frames=rec.pop("frames"),
+                          skipped=rec.pop("skipped"), refresh_unconverged=refresh_failed,
+                          mean_cycles=cycles if stage.mode == "scf" else None,
+                          compilations=TRACE_COUNT["train_step"] - traces0,
+                          wall_s=time.perf_counter() - t0, **rec)
+            log(record)
+            if step % max(cfg.train.log_every, 1) == 0 or step == total:
+                notes = ", ".join(f"{key[5:]} {v:.3e}" for key, v in record.items()
+                                  if key.startswith("loss_"))
+                notes += f", skipped {record['skipped']}" if record["skipped"] else ""
+                _progress(step, total, t0, f"stage {k + 1} ({stage.mode}), {notes}", tr.stream)
+            if (step % max(cfg.train.checkpoint_every, 1) == 0 or step == total
+                    or step == stop_after or step == start + stage.steps):
+                save_checkpoint(out, tr.state)
+            if stop_after is not None and step >= stop_after:
+                break
         if stop_after is not None and step >= stop_after:
             break
-    model = DeePKSModel(config=mconfig, params=params, basis=basis, base_xc=base_xc,
-                        metadata=dict(mode=cfg.train.mode, steps=step,
+    model = DeePKSModel(config=tr.mconfig, params=tr.state["params"], basis=tr.basis,
+                        base_xc=base_xc,
+                        metadata=dict(mode="+".join(s.mode for s in tr.stages), steps=step,
                                       train=list(cfg.data.train)))
     save_model(os.path.join(out, MODEL_NAME), model)
     return TrainResult(model=model, steps=step, out=out, wall_s=time.perf_counter() - t0)

@@ -8,7 +8,7 @@ Per frame, with t the target (HSE06) and d the model (method.md §4):
     ΔH²  = ‖H_t − H_d‖²_F / N_basis                                   (Hartree²)
     Δε²  = Σ_{i∈window} (ε_t,i − ε_d,i)² / N_window                   (Hartree²)
     Δψ²  = subspace loss over the window, invariant to signs and to rotations inside degenerate
-           groups of the target (jaxks.orbitals.subspace_loss)          (dimensionless)
+           groups of the target (:func:`eigenvector_loss`)             (dimensionless)
     ΔΓ²  = ‖Γ_t − Γ_d‖²_F / N_basis                                   (dimensionless)
     Δgap = (ε_LUMO − ε_HOMO)_t − (ε_LUMO − ε_HOMO)_d                  (Hartree)
 

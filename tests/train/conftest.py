@@ -62,6 +62,27 @@ def water_records(water_dataset):
     return records
 
 
+@pytest.fixture(scope="session")
+def water_dimer_records(tmp_path_factory, label_settings):
+    """Two labelled, prepared built-in water dimers (a second composition: a second bucket)."""
+    from pyscf import lib
+
+    from jaxks.data.datasets import builtin_frames
+    from jaxks.data.pipeline import label_frames
+    from jaxks.deepks.projectors import default_basis
+    from jaxks.train.frames import load_records
+
+    out = tmp_path_factory.mktemp("water_dimers")
+    old = lib.num_threads()
+    lib.num_threads(1)
+    try:
+        label_frames(builtin_frames("water_dimers")[:2], out, label_settings, workers=1,
+                     progress=None)
+    finally:
+        lib.num_threads(old)
+    return load_records([str(out)], default_basis(), ("H", "O"))
+
+
 def copy_record(record, **base_updates):
     """A shallow copy of a :class:`FrameRecord` whose ``base`` labels may be replaced."""
     return dataclasses.replace(record, base=dict(record.base, **base_updates))
