@@ -9,7 +9,9 @@ import pytest
 import jaxks  # noqa: F401
 from jaxks.system import InputError
 from jaxks.train.config import (DataConfig, LossSection, ModelSection, OptimSection, SCFSection,
-                                TrainConfig, TrainSection, dumps_config, load_config, save_config)
+                                StageSection, TrainConfig, TrainSection, dumps_config,
+                                load_config, save_config)
+from jaxks.train.losses import LossWeights
 
 
 def every_setting_changed() -> TrainConfig:
@@ -28,7 +30,12 @@ def every_setting_changed() -> TrainConfig:
         scf=SCFSection(max_cycles=23, e_tol=1e-13, comm_tol=2.5e-8, level_shift=0.2,
                        damping=0.3, adjoint_tol=1e-11),
         train=TrainSection(mode="fixed", steps=5, batch_size=3, seed=42, refresh_every=2,
-                           checkpoint_every=4, log_every=3, out="runs/try 1"))
+                           checkpoint_every=4, log_every=3, out="runs/try 1"),
+        stages=(StageSection(mode="scf", steps=7, batch_size=2, refresh_every=3,
+                             learning_rate=1e-4, decay_steps=9, decay_rate=0.7, energy=0.5,
+                             force=2.0, hamiltonian=0.0, eigenvector=0.2, eigenvalue=1.0,
+                             density=0.1, gap=0.05),
+                StageSection(mode="fixed", steps=0)))
 
 
 def write(tmp_path, text, name="config.toml"):
@@ -42,6 +49,8 @@ def test_every_field_differs_from_default():
     changed, default = every_setting_changed(), TrainConfig()
     for section in dataclasses.fields(TrainConfig):
         a, b = getattr(changed, section.name), getattr(default, section.name)
+        if section.name == "stages":
+            a, b = a[0], StageSection()
         for f in dataclasses.fields(a):
             assert getattr(a, f.name) != getattr(b, f.name), f"{section.name}.{f.name}"
 
@@ -58,9 +67,15 @@ def test_round_trip_through_toml_file(tmp_path, config):
 
 def test_dumped_config_is_complete_toml():
     """Every setting of every section is written (the file records exactly what ran)."""
-    parsed = tomllib.loads(dumps_config(TrainConfig()))
+    config = every_setting_changed()
+    parsed = tomllib.loads(dumps_config(config))
     assert set(parsed) == {f.name for f in dataclasses.fields(TrainConfig)}
     for section in dataclasses.fields(TrainConfig):
+        if section.name == "stages":
+            names = {f.name for f in dataclasses.fields(StageSection)}
+            assert len(parsed["stages"]) == 2
+            assert all(set(stage) == names for stage in parsed["stages"])
+            continue
         names = {f.name for f in dataclasses.fields(getattr(TrainConfig(), section.name))}
         assert set(parsed[section.name]) == names
 
@@ -122,3 +137,57 @@ def test_direct_construction_is_validated():
         TrainConfig(train=TrainSection(mode="SCF"))
     with pytest.raises(InputError, match="damping"):
         TrainConfig(scf=SCFSection(damping=-0.1))
+
+
+def test_stages_inherit_unset_values_and_default_to_one_stage(tmp_path):
+    """Without [[stages]] one stage is [train] mode and steps; a stage's 0 / −1 values take
+    [train], [optim] and [loss] values, set values win."""
+    cfg = load_config(write(tmp_path, """
+[train]
+mode = "scf"
+steps = 11
+batch_size = 5
+refresh_every = 4
+[optim]
+learning_rate = 2e-3
+[loss]
+eigenvalue = 0.3
+"""))
+    (only,) = cfg.resolved_stages()
+    assert (only.mode, only.steps, only.batch_size, only.refresh_every) == ("scf", 11, 5, 4)
+    assert only.learning_rate == 2e-3 and only.weights.eigenvalue == 0.3
+    cfg = load_config(write(tmp_path, """
+[train]
+batch_size = 5
+[loss]
+eigenvalue = 0.3
+[[stages]]
+mode = "fixed"
+steps = 3
+[[stages]]
+mode = "scf"
+steps = 2
+learning_rate = 1e-4
+eigenvalue = 0.0
+batch_size = 2
+""", "staged.toml"))
+    first, second = cfg.resolved_stages()
+    assert cfg.total_steps == 5
+    assert (first.mode, first.steps, first.batch_size, first.learning_rate) == ("fixed", 3, 5,
+                                                                               1e-3)
+    assert first.weights == LossWeights(**{**dataclasses.asdict(LossWeights()),
+                                           "eigenvalue": 0.3})
+    assert (second.mode, second.batch_size, second.learning_rate) == ("scf", 2, 1e-4)
+    assert second.weights.eigenvalue == 0.0 and second.weights.energy == 1.0
+
+
+@pytest.mark.parametrize("text,words", [
+    ('[[stages]]\nmode = "both"\n', "mode must be"),
+    ("[[stages]]\nsteps = -1\n", "must be >= 0"),
+    ("[[stages]]\nenergy = -2.0\n", "loss weights"),
+    ("[[stages]]\nlr = 1.0\n", "unknown setting"),
+    ("stages = 3\n", "list of [[stages]]"),
+])
+def test_bad_stages_give_clear_errors(tmp_path, text, words):
+    with pytest.raises(InputError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        load_config(write(tmp_path, text))

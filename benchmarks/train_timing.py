@@ -1,0 +1,184 @@
+"""Training throughput: seconds per step and frames per second of each mode, for (H2O)_n buckets.
+
+For each n, ``--frames`` MD-carved clusters are labelled once (PySCF, PBE base and PBE target:
+the label values do not change the cost; def2-SVP, grid ``--grid-level``) into ``--data`` and
+one bucket of the trainer is built from them. Timed separately, in the same process:
+
+* forward SCF of one frame (``run_scf`` with the DeePKS term, warm-started from the PBE density;
+  compiled, second run) — the unit the issue's bars are written in;
+* the fixed-mode refresh of the whole batch (vmapped DeePKS-SCF + base Fock/energy/forces cache);
+* one fixed-mode step (cached: network, V_δ, eigensolve, losses, Adam) on a batch of ``--batch``;
+* one end-to-end step (vmapped SCF + implicit gradient + update), and its forward half alone
+  (vmapped SCF of the same batch), so the backward/adjoint part is their difference.
+
+Compile times are reported apart (first call minus steady state). Steady-state times are the
+best of ``--repeat`` calls. Run::
+
+    python benchmarks/train_timing.py --sizes 1 2 4 8 --out benchmarks/results/train_timing_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxks  # noqa: E402, F401
+from common import machine, peak_rss_gb, report  # noqa: E402
+from jaxks.deepks.correction import DeePKSParams  # noqa: E402
+from jaxks.implicit import scf_density  # noqa: E402
+from jaxks.scf import run_scf  # noqa: E402
+from jaxks.train import loop  # noqa: E402
+from jaxks.train.buckets import stack  # noqa: E402
+from jaxks.train.config import (LossSection, ModelSection, SCFSection, TrainConfig,  # noqa: E402
+                                TrainSection)
+
+
+def labelled(n: int, frames: int, grid_level: int, root: str) -> str:
+    from jaxks.data.labels import LabelSettings
+    from jaxks.data.pipeline import label_frames
+    from jaxks.data.sampling import sample_water
+    from jaxks.system import System
+
+    out = os.path.join(root, f"w{n}-g{grid_level}")
+    geoms = sample_water(n, frames, seed=100 + n)
+    systems = [System.from_symbols(g.symbols, g.coords, basis="def2-svp", grid_level=grid_level)
+               for g in geoms]
+    # resumable: frames already labelled are skipped
+    label_frames(systems, out, LabelSettings(base="pbe", target="pbe", basis="def2-svp",
+                                             grid_level=grid_level), workers=1, progress=None)
+    return out
+
+
+def timed(fn, repeat):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return first, best
+
+
+def bench(n: int, args) -> dict:
+    from jaxks.deepks.projectors import default_basis
+    from jaxks.train.frames import load_records
+
+    folder = labelled(n, args.frames, args.grid_level, args.data)
+    records = load_records([folder], default_basis(), ("H", "O"),
+                           with_forces=args.force_weight > 0)
+    cfg = TrainConfig(model=ModelSection(), loss=LossSection(force=args.force_weight),
+                      scf=SCFSection(adjoint_tol=args.adjoint_tol),
+                      train=TrainSection(mode="fixed", batch_size=args.batch, out="/tmp/tt"))
+    tr = loop.Trainer(cfg, records, "pbe", None)
+    fixed = tr.stages[0]
+    scf = dataclasses.replace(fixed, mode="scf")
+    width = args.batch
+    pos = np.resize(np.arange(len(records)), width).astype(np.int32)
+    weights = np.ones(width)
+    params = tr.state["params"]
+
+    # one forward SCF of one frame (DeePKS term on), warm start from its PBE density
+    r0 = records[0]
+    theta = DeePKSParams(model=params, overlaps=r0.frame.overlaps, element_onehot=r0.frame.onehot)
+    fwd1 = lambda: run_scf(r0.frame.ints, "pbe", term=tr.term, params=theta,  # noqa: E731
+                           options=tr.options, guess=jnp.asarray(r0.base["dm"]), warn=False).gamma
+    c_fwd1, t_fwd1 = timed(fwd1, args.repeat)
+
+    # fixed mode: refresh (vmapped SCF + cache), then steps
+    c_ref, t_ref = timed(lambda: tr.build_caches(fixed, params, scf=True)
+                         or tr.data[0].inputs.gamma, 1)
+    optimizer, _ = loop.make_optimizer(cfg, params, fixed)
+    state0 = dict(tr.state)
+
+    def fixed_step():
+        tr.state.update(state0)
+        tr.run_step(fixed, 0, optimizer, 0, pos, weights)
+        return tr.state["params"]
+
+    c_fix, t_fix = timed(fixed_step, args.repeat)
+
+    # end-to-end: forward half alone (vmapped SCF of the batch from the same warm starts) ...
+    setup = tr.predict_setup(scf)
+    frames = tr.data[0].frame_stack()
+    guesses = jnp.take(tr.state["gammas"][tr.buckets[0].key], jnp.asarray(pos), axis=0)
+    batch = jax.tree_util.tree_map(lambda x: jnp.take(x, jnp.asarray(pos), axis=0), frames)
+
+    @jax.jit
+    def forward(params, batch, guesses):
+        def one(frame, guess):
+            th = DeePKSParams(model=params, overlaps=frame.overlaps,
+                              element_onehot=frame.onehot)
+            g, info = scf_density(setup.xc, setup.term, setup.options, setup.adjoint,
+                                  frame.ints, th, guess)
+            return g, info["cycle"]
+        return jax.vmap(one)(batch, guesses)
+
+    c_fw, t_fw = timed(lambda: forward(params, batch, guesses), args.repeat)
+    cycles = float(np.mean(np.asarray(forward(params, batch, guesses)[1])))
+    # ... and the whole step (forward + implicit gradient + update)
+    opt_scf, _ = loop.make_optimizer(cfg, params, scf)
+
+    def scf_step():
+        tr.state.update(state0)
+        diag = tr.run_step(scf, 0, opt_scf, 0, pos, weights)
+        scf_step.diag = diag
+        return tr.state["params"]
+
+    c_e2e, t_e2e = timed(scf_step, args.repeat)
+    return {"n": n, "nao": r0.frame.ints.nao, "batch": width,
+            "scf_1frame_s": t_fwd1,
+            "refresh_s": t_ref, "fixed_step_s": t_fix,
+            "fixed_frames_per_s": width / t_fix,
+            "fixed_step/scf_1frame": t_fix / t_fwd1,
+            "e2e_forward_s": t_fw, "e2e_step_s": t_e2e,
+            "e2e_backward_s": t_e2e - t_fw,
+            "e2e_frames_per_s": width / t_e2e,
+            "e2e_step/frame/scf_1frame": t_e2e / width / t_fwd1,
+            "mean_cycles": cycles,
+            "compile_fixed_s": c_fix - t_fix, "compile_e2e_s": c_e2e - t_e2e,
+            "peak_rss_gb": peak_rss_gb()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--grid-level", type=int, default=1)
+    p.add_argument("--force-weight", type=float, default=0.0,
+                   help="force loss weight (forces hold 3·naux·nao² integrals per frame)")
+    p.add_argument("--adjoint-tol", type=float, default=1e-9)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--data", default="data/train_timing")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    from pyscf import lib
+
+    lib.num_threads(1)  # labelling only; JAX uses every core
+    rows = []
+    for n in args.sizes:
+        rows.append(bench(n, args))
+        print(rows[-1], file=sys.stderr, flush=True)
+    header = (f"\n## Training step timing ({machine()})\n\nPBE base, def2-SVP, "
+              f"def2-universal-jkfit, grid level {args.grid_level}, 108→100→100→100→1 network, "
+              f"batch {args.batch}, force weight {args.force_weight}, adjoint tol "
+              f"{args.adjoint_tol}; seconds are steady state (best of {args.repeat}); "
+              "e2e_backward = e2e_step − e2e_forward (implicit gradient + update).\n\n")
+    report(header, rows, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
