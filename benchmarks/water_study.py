@@ -14,6 +14,7 @@ Held out: (H2O)1-4 from other seeds, and sizes never trained on, (H2O)8 and (H2O
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -57,7 +58,65 @@ def stage_label(root: str, args) -> None:
              + (["--threads", str(args.threads)] if args.threads else []))
 
 
-STAGES = {"sample": stage_sample, "label": stage_label}
+#: Training configurations compared by the study (TOML text; data paths are filled in).
+RUNS = {
+    "fixed": """
+[loss]
+hamiltonian = 0.0      # O 1s dominated; outside the eigenvalue window
+eigenvalue = 0.1
+eigenvector = 0.1
+[optim]
+learning_rate = 1e-3
+decay_steps = 200
+decay_rate = 0.8
+[train]
+mode = "fixed"
+steps = {steps}
+batch_size = 8
+refresh_every = 200
+checkpoint_every = 100
+log_every = 50
+""",
+}
+
+
+def _complete(folder: str) -> bool:
+    from jaxks.data.store import Dataset
+
+    try:
+        return len(Dataset(folder).indices) > 0
+    except Exception:  # noqa: BLE001  (missing or empty folder)
+        return False
+
+
+def stage_train(root: str, args) -> None:
+    train = [os.path.join(root, "labels", n) for n, *_ in TRAIN_SETS
+             if _complete(os.path.join(root, "labels", n))]
+    print(f"study: training on {train}", file=sys.stderr)
+    for name, text in RUNS.items():
+        out = os.path.join(root, "runs", name)
+        os.makedirs(out, exist_ok=True)
+        cfg = os.path.join(out, "input.toml")
+        with open(cfg, "w") as f:
+            f.write(f"[data]\ntrain = {json.dumps(train)}\n"
+                    + text.replace("{steps}", str(args.steps)))
+        resume = ["--resume"] if os.path.exists(os.path.join(out, "checkpoint.npz")) else []
+        _run(["jaxks", "train", cfg, "--out", out] + resume)
+
+
+def stage_eval(root: str, args) -> None:
+    for name in RUNS:
+        model = os.path.join(root, "runs", name, "model.npz")
+        for test, *_ in TEST_SETS:
+            folder = os.path.join(root, "labels", test)
+            done = os.path.join(root, "runs", name, "eval", f"eval-{test}.json")
+            if _complete(folder) and not os.path.exists(done):
+                _run(["jaxks", "eval", model, folder, "--out",
+                      os.path.join(root, "runs", name, "eval"), "--label", test])
+
+
+STAGES = {"sample": stage_sample, "label": stage_label, "train": stage_train,
+          "eval": stage_eval}
 
 
 def main(argv=None) -> int:
@@ -66,6 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--root", default="data/study")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--steps", type=int, default=2000, help="training steps per run")
     args = p.parse_args(argv)
     for s in args.stages:
         t0 = time.perf_counter()

@@ -26,6 +26,8 @@ def register(sub) -> None:
     e.add_argument("--out", help="write eval.json / eval.md (and plots) here")
     e.add_argument("--plot", action="store_true", help="parity and DOS plots (PNG)")
     e.add_argument("--max-frames", type=int, default=0)
+    e.add_argument("--label", default="",
+                   help="name the result files eval-LABEL.json / eval-LABEL.md")
     e.set_defaults(func=run_eval)
 
 
@@ -82,9 +84,10 @@ def run_eval(args) -> int:
     model = load_model(args.model)
     records = load_records(args.data, model.basis, model.config.elements,
                            max_frames=args.max_frames)
-    table = evaluate(model, records, out=args.out, plot=args.plot)
+    table = evaluate(model, records, out=args.out, plot=args.plot, label=args.label)
     print(format_table(table))
+    stem = "eval" + (f"-{args.label}" if args.label else "")
     if args.out:
-        print(f"written: {os.path.join(args.out, 'eval.json')}, eval.md"
+        print(f"written: {os.path.join(args.out, stem + '.json')}, {stem}.md"
               + (", eval-parity.png, eval-dos.png" if args.plot else ""))
     return 0

@@ -239,7 +239,9 @@ def test_resume_reproduces_uninterrupted_run(water_records, tmp_path, mode, stop
     assert without_timings(log_a) == without_timings(log_b)
     # step 0 evaluates every term of the initial model before any update
     assert log_a[0]["frames"] == len(water_records) and "loss_total" in log_a[0]
-    assert all(line["skipped"] == 0 and line["frames"] == 2 for line in log_a[1:])
+    # 3 frames in batches of 2: one full batch and one of 1 frame + a weight-0 filler per epoch
+    assert all(line["skipped"] == 0 for line in log_a[1:])
+    assert [line["frames"] for line in log_a[1:3]] in ([2, 1], [1, 2])
     assert log_a[-1]["loss_total"] != log_a[1]["loss_total"]  # training did something
     if mode == "staged":
         assert [line.get("stage") for line in log_a] == [1, 1, 1, 2, 2]
