@@ -38,7 +38,7 @@ def make_system(geometry, **kwargs) -> System:
     return System.from_symbols(symbols, np.asarray(coords), **kwargs)
 
 
-def pyscf_rks(mol, xc, auxbasis, grids, conv_tol=1e-12):
+def pyscf_rks(mol, xc, auxbasis, grids, conv_tol=1e-12, conv_tol_grad=1e-7):
     """PySCF's density-fitted RKS on exactly the given grids (no density-based grid pruning)."""
     from pyscf import dft
 
@@ -46,7 +46,7 @@ def pyscf_rks(mol, xc, auxbasis, grids, conv_tol=1e-12):
     mf.grids = grids
     mf.small_rho_cutoff = 0
     mf.conv_tol = conv_tol
-    mf.conv_tol_grad = 1e-7
+    mf.conv_tol_grad = conv_tol_grad
     mf.max_cycle = 200
     mf.kernel()
     assert mf.converged

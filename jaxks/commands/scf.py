@@ -144,7 +144,19 @@ def run(args) -> int:
 
 
 def compute_forces(system, ints, result, xc, model=None, grid_response=False):
-    """F = −dE/dR [natm, 3] (Hartree/Bohr), plus the DeePKS term when a model is used."""
+    """Nuclear forces F = −dE/dR [natm, 3] (Hartree/Bohr) of a converged SCF.
+
+    Args:
+        system: the :class:`jaxks.system.System` the SCF ran on.
+        ints, result: its integrals and :class:`jaxks.scf.SCFResult`.
+        xc: the functional the SCF used.
+        model: the :class:`jaxks.deepks.io.DeePKSModel` of a DeePKS-SCF; its correction's
+            explicit geometry dependence −∂E_δ/∂R is added.
+        grid_response: include the motion of the integration grid with the atoms (then F is
+            the exact derivative of the energy on the grid; PySCF's ``grid_response=True``).
+    Returns:
+        numpy array [natm, 3], Hartree/Bohr.
+    """
     from jaxks.forces import force_integrals, forces
 
     fints = force_integrals(system, grid_level=system.grid_level if grid_response else None)
