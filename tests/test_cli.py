@@ -33,6 +33,9 @@ def test_scf_json_matches_pyscf(water_xyz, capsys):
     homo = ref.mo_energy[4]
     assert abs(out["homo_eh"] - homo) < 1e-7
     assert abs(out["gap_ev"] - (ref.mo_energy[5] - homo) * EV_PER_HARTREE) < 1e-5
+    # every orbital energy and occupation, not only those near the gap
+    np.testing.assert_allclose(out["mo_energy_eh"], ref.mo_energy, atol=1e-7)
+    np.testing.assert_array_equal(out["mo_occ"], ref.mo_occ)
     f = np.array(out["forces_hartree_per_bohr"])
     g_ref = ref.nuc_grad_method().kernel()
     np.testing.assert_allclose(f, -g_ref, atol=1e-6)

@@ -76,6 +76,9 @@ def summarize(system, result, timings: dict, window: int = 4) -> dict:
                              xc=float(p.xc), correction=float(p.term), nuclear=float(p.nuclear)),
         homo_eh=float(result.homo), lumo_eh=float(result.lumo),
         gap_ev=float(result.gap * EV_PER_HARTREE), orbitals=orbitals,
+        # every orbital, so scripts can take any window or a density of states
+        mo_energy_eh=[float(e) for e in eps],
+        mo_occ=[2.0 if i < n_occ else 0.0 for i in range(eps.size)],
         converged=bool(result.converged), cycles=int(result.cycles),
         timings_s={k: float(v) for k, v in timings.items()})
 

@@ -300,7 +300,7 @@ def batch_record(diag, weights) -> dict:
 
 
 def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = False,
-          base_xc: str = "pbe", stream=sys.stderr, stop_after: int | None = None,
+          base_xc: str = "pbe", stream="stderr", stop_after: int | None = None,
           devices=None) -> TrainResult:
     """Train a DeePKS model on ``records`` as ``cfg`` says; write config, log, checkpoints and
     the model file into ``cfg.train.out``.
@@ -310,7 +310,10 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
         stop_after: stop (after checkpointing) once this global step is reached — for tests of
             resume.
         devices: devices to shard each batch's frames over (default: all local devices).
+        stream: where the progress bar goes ("stderr": ``sys.stderr`` at call time; None: off).
     """
+    if stream == "stderr":
+        stream = sys.stderr
     out = cfg.train.out
     os.makedirs(out, exist_ok=True)
     save_config(cfg, os.path.join(out, "config.toml"))
