@@ -10,17 +10,25 @@ dΓ* = (1 − ∂Φ/∂Γ)⁻¹ ∂Φ/∂θ dθ, so a cotangent Γ̄ reaches θ 
     u = Γ̄ + (∂Φ/∂Γ)ᵀ u        (one matrix-free adjoint linear solve, GMRES)
     θ̄ = (∂Φ/∂θ)ᵀ u.
 
-The adjoint solve is preconditioned in the molecular-orbital basis of the converged Fock
-matrix (C = [C_o C_v], CᵀSC = 1). Writing u = S C Y Cᵀ S, only the occupied-virtual block
-Y_ai of u enters (∂Φ/∂Γ)ᵀ u (see dP below), and the Coulomb part of the operator has the
-diagonal
+Each product with the adjoint operator is one forward-mode derivative of the Fock build:
+∂Φ/∂Γ = L ∘ ∂F/∂Γ with L = ∂Φ/∂F (:func:`projector_response`) and ∂F/∂Γ = ∂²E/∂Γ² both
+self-adjoint, so (∂Φ/∂Γ)ᵀ u = ∂F/∂Γ[L u]. The solve is :func:`jaxks.krylov.gmres`, which
+counts these products (readable by the caller, see :func:`solve`).
+
+Optional preconditioner (``AdjointOptions.precondition``), in the molecular-orbital basis of
+the converged Fock matrix (C = [C_o C_v], CᵀSC = 1). Writing u = S C Y Cᵀ S, only the
+occupied-virtual block Y_ai of u enters (∂Φ/∂Γ)ᵀ u (see dP below), and the Coulomb part of
+the operator has the diagonal
 
     D_ai = 1 + 4 (ai|ai) / (ε_a − ε_i),    (ai|ai) = Σ_P (c_aᵀ B_P c_i)²,
 
 (1 on occupied-occupied and virtual-virtual pairs, where the operator is the identity). M
 divides the ov block of Cᵀ r C by D and leaves the rest of r alone; exchange-correlation and
-the energy term are left out of D. GMRES runs with M on the right (:func:`jaxks.krylov.gmres`),
-so its tolerance is on the true residual ‖Γ̄ − (1 − ∂Φ/∂Γ)ᵀ u‖ / ‖Γ̄‖.
+the energy term are left out of D. GMRES runs with M on the right, so its tolerance is on the
+true residual ‖Γ̄ − (1 − ∂Φ/∂Γ)ᵀ u‖ / ‖Γ̄‖ with or without M. For water clusters the
+diagonal is already 1–1.6 (exchange-correlation cancels part of the Coulomb term) and
+neither this M nor the exact diagonal reduces the number of products: the solve's cost is
+set by the collective (off-diagonal) response, so M is off by default.
 
 Only Γ* is stored for the backward pass: memory does not grow with the number of SCF cycles and
 no derivative is taken through DIIS. The observables (energy, ε, C, F) then come from one
@@ -61,7 +69,10 @@ class AdjointOptions:
         atol: absolute residual tolerance (the solve stops at max(tol ‖Γ̄‖, atol)).
         restart: Krylov subspace size per restart.
         maxiter: maximum number of restarts.
-        precondition: use the orbital-energy/Coulomb diagonal preconditioner (module docstring).
+        precondition: use the orbital-energy/Coulomb diagonal preconditioner (module
+            docstring). Off by default: for water clusters the diagonal of the operator is
+            already within 1–1.6 and M does not reduce the number of products (measured in
+            benchmarks/results/grad_timing_cpu.md).
         block_mb: memory (MB) for one block of the 3-centre tensor while building it.
         warn: report (via a host callback) when the solve misses its tolerance.
     """
@@ -70,7 +81,7 @@ class AdjointOptions:
     atol: float = 0.0
     restart: int = 30
     maxiter: int = 20
-    precondition: bool = True
+    precondition: bool = False
     block_mb: float = 64.0
     warn: bool = True
 
@@ -91,22 +102,32 @@ def occupied_projector(a: jax.Array, n_occ: int) -> jax.Array:
 def _occupied_projector_jvp(n_occ, primals, tangents):
     (a,), (da,) = primals, tangents
     eps, v = jnp.linalg.eigh(a)
-    vo, vv = v[:, :n_occ], v[:, n_occ:]
-    k = 1.0 / (eps[:n_occ][None, :] - eps[n_occ:][:, None])  # [n_virt, n_occ]
-    x = vv @ (k * (vv.T @ da @ vo)) @ vo.T
-    return vo @ vo.T, x + x.T
+    vo = v[:, :n_occ]
+    # orthonormal basis (S = 1) and P = Φ/2
+    return vo @ vo.T, 0.5 * projector_response(eps, v, n_occ)(da)
 
 
 def scf_map(gamma, ints: Integrals, params, xc, term) -> jax.Array:
     """The Kohn-Sham map Φ(Γ, θ) = 2 X P_occ(Xᵀ F[Γ, θ] X) Xᵀ [nao, nao]."""
-    return _scf_map_and_fock(gamma, ints, params, xc, term)[0]
-
-
-def _scf_map_and_fock(gamma, ints, params, xc, term):
-    """(Φ(Γ, θ), F[Γ, θ]): the map and the Fock matrix it diagonalises."""
     fock, _ = fock_matrix(gamma, ints, xc, term, params)
     x = orthogonalizer(ints.S, ints.n_mo)
-    return 2.0 * x @ occupied_projector(x.T @ fock @ x, ints.n_occ) @ x.T, fock
+    return 2.0 * x @ occupied_projector(x.T @ fock @ x, ints.n_occ) @ x.T
+
+
+def projector_response(eps: jax.Array, c: jax.Array, n_occ: int):
+    """The linear map L: dF ↦ dΦ = 2 (Y + Yᵀ), Y = C_v (K ∘ C_vᵀ dF C_o) C_oᵀ, K_ai = 1/(ε_i − ε_a).
+
+    The derivative of Φ with respect to the Fock matrix (module docstring) at orbitals
+    ε [n_mo], C [nao, n_mo] (CᵀSC = 1). L is self-adjoint on symmetric matrices (Frobenius).
+    """
+    c_occ, c_virt = c[:, :n_occ], c[:, n_occ:]
+    k = 1.0 / (eps[:n_occ][None, :] - eps[n_occ:][:, None])
+
+    def apply(df):
+        y = c_virt @ (k * (c_virt.T @ df @ c_occ)) @ c_occ.T
+        return 2.0 * (y + y.T)
+
+    return apply
 
 
 def _sym(m):
@@ -141,16 +162,15 @@ def coulomb_diagonal(cderi: jax.Array, c_occ: jax.Array, c_virt: jax.Array,
     return jax.lax.fori_loop(0, n_blocks, add_block, acc)
 
 
-def adjoint_preconditioner(ints: Integrals, fock: jax.Array, block_mb: float = 64.0):
-    """M ≈ (1 − ∂Φ/∂Γ)ᵀ⁻¹ at the converged Fock matrix F [nao, nao] (module docstring).
+def adjoint_preconditioner(ints: Integrals, eps: jax.Array, c: jax.Array,
+                           block_mb: float = 64.0):
+    """M ≈ (1 − ∂Φ/∂Γ)ᵀ⁻¹ at the orbitals ε [n_mo], C [nao, n_mo] of F[Γ*] (module docstring).
 
     Returns:
         a linear map r ↦ M r on symmetric [nao, nao] matrices:
         M r = r + S C_v (s ∘ C_vᵀ r C_o) C_oᵀ S + transpose,  s_ai = 1/D_ai − 1,
         i.e. the ov block of Cᵀ r C divided by D_ai = 1 + 4 (ai|ai)/(ε_a − ε_i), all else kept.
     """
-    x = orthogonalizer(ints.S, ints.n_mo)
-    eps, c = diagonalize(fock, x)
     n = ints.n_occ
     c_occ, c_virt = c[:, :n], c[:, n:]
     gap = eps[n:, None] - eps[None, :n]
@@ -212,14 +232,18 @@ def _scf_density_bwd(xc, term, options, adjoint, warm, res, cotangents):
     ints, params, gamma, guess, adjoint_guess, probe = res
     gbar = _sym(cotangents[0])
 
-    # F[Γ*] comes along for the preconditioner
-    _, vjp_gamma, fock = jax.vjp(lambda g: _scf_map_and_fock(g, ints, params, xc, term), gamma,
-                                 has_aux=True)
+    # ∂Φ/∂Γ = L ∘ ∂F/∂Γ with both factors self-adjoint on symmetric matrices (L: see
+    # projector_response; ∂F/∂Γ is the Hessian of E), so (∂Φ/∂Γ)ᵀ u = ∂F/∂Γ[L u]: one
+    # forward-mode derivative of the Fock build, cheaper than reverse mode through the
+    # checkpointed grid integration.
+    fock, fock_lin = jax.linearize(lambda g: fock_matrix(g, ints, xc, term, params)[0], gamma)
+    eps, c = diagonalize(fock, orthogonalizer(ints.S, ints.n_mo))
+    response = projector_response(eps, c, ints.n_occ)
 
     def matvec(u):  # (1 − ∂Φ/∂Γ)ᵀ u on the symmetric subspace
-        return u - _sym(vjp_gamma(u)[0])
+        return u - _sym(fock_lin(response(u)))
 
-    precond = adjoint_preconditioner(ints, fock, adjoint.block_mb) if adjoint.precondition \
+    precond = adjoint_preconditioner(ints, eps, c, adjoint.block_mb) if adjoint.precondition \
         else None
     u, rel, n_matvec = gmres(matvec, gbar, _sym(adjoint_guess) if warm else None,
                              precond=precond, tol=adjoint.tol, atol=adjoint.atol,
@@ -242,7 +266,7 @@ def solve(ints: Integrals, xc="pbe", *, term=None, params=None,
           probe: jax.Array | None = None) -> SCFResult:
     """The SCF solution as a differentiable function of θ (``params``) and of the integrals.
 
-    Forward: the jit-compiled SCF loop. Backward: one preconditioned adjoint GMRES solve at Γ*
+    Forward: the jit-compiled SCF loop. Backward: one adjoint GMRES solve at Γ*
     (see module docstring), then one differentiable Fock build and degeneracy-safe
     diagonalisation, so that ``energy``, ``mo_energy``, ``mo_coeff``, ``gamma`` and ``fock`` of
     the returned :class:`SCFResult` all carry exact derivatives. Jittable and vmappable; no host
