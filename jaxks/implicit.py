@@ -27,8 +27,9 @@ divides the ov block of Cᵀ r C by D and leaves the rest of r alone; exchange-c
 the energy term are left out of D. GMRES runs with M on the right, so its tolerance is on the
 true residual ‖Γ̄ − (1 − ∂Φ/∂Γ)ᵀ u‖ / ‖Γ̄‖ with or without M. For water clusters the
 diagonal is already 1–1.6 (exchange-correlation cancels part of the Coulomb term) and
-neither this M nor the exact diagonal reduces the number of products: the solve's cost is
-set by the collective (off-diagonal) response, so M is off by default.
+this M does not reduce the number of products ((H2O)1–4); for the monomer not even the exact
+diagonal (from 95 products) does: the solve's cost is set by the collective (off-diagonal)
+response, so M is off by default.
 
 Only Γ* is stored for the backward pass: memory does not grow with the number of SCF cycles and
 no derivative is taken through DIIS. The observables (energy, ε, C, F) then come from one
@@ -63,15 +64,15 @@ class AdjointOptions:
     """Settings of the adjoint linear solve (hashable).
 
     Attributes:
-        tol: relative residual tolerance of GMRES, ‖Γ̄ − (1 − ∂Φ/∂Γ)ᵀ u‖ ≤ tol ‖Γ̄‖ (training
-            can use ~1e-6: the gradient's relative error is about tol times the condition
-            number of the preconditioned operator).
+        tol: relative residual tolerance of GMRES, ‖Γ̄ − (1 − ∂Φ/∂Γ)ᵀ u‖ ≤ tol ‖Γ̄‖. Training
+            can use ~1e-6: for (H2O)2 (PBE/def2-SVP) the gradient is then within 1.4e-7
+            (relative) of the tol-1e-12 one, with 8 products instead of 12 at 1e-10.
         atol: absolute residual tolerance (the solve stops at max(tol ‖Γ̄‖, atol)).
         restart: Krylov subspace size per restart.
         maxiter: maximum number of restarts.
         precondition: use the orbital-energy/Coulomb diagonal preconditioner (module
             docstring). Off by default: for water clusters the diagonal of the operator is
-            already within 1–1.6 and M does not reduce the number of products (measured in
+            already within 1–1.6 and M does not reduce the number of products (counts in
             benchmarks/results/grad_timing_cpu.md).
         block_mb: memory (MB) for one block of the 3-centre tensor while building it.
         warn: report (via a host callback) when the solve misses its tolerance.
