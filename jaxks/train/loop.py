@@ -166,7 +166,8 @@ class Trainer:
         self.n_devices = 1 if self.mesh is None else self.mesh.size
         self.data = [_BucketData(self.records, b, self) for b in self.buckets]
         self.options = scf_options(cfg)
-        self.adjoint = AdjointOptions(tol=cfg.scf.adjoint_tol)
+        # no host callback inside a step: unconverged solves show in the logged matvec count
+        self.adjoint = AdjointOptions(tol=cfg.scf.adjoint_tol, warn=False)
         opt, _ = make_optimizer(cfg, params, self.stages[0] if self.stages else None)
         gammas = {b.key: stack([jnp.asarray(self.records[i].base["dm"]) for i in b.indices])
                   for b in self.buckets}
@@ -296,6 +297,7 @@ def batch_record(diag, weights) -> dict:
                     for k, v in diag["frame_terms"].items()})
     cycles = np.asarray(diag["cycles"])[ok]
     out["cycles"] = float(np.mean(cycles)) if len(cycles) else None
+    out["adjoint_matvecs"] = int(np.sum(np.asarray(diag["matvecs"])[w > 0]))
     return out
 
 
@@ -373,11 +375,12 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
             step += 1
             tr.state["step"] = step
             rec = batch_record(diag, batch.weights)
-            cycles = rec.pop("cycles")
+            cycles, matvecs = rec.pop("cycles"), rec.pop("adjoint_matvecs")
             record = dict(step=step, stage=k + 1, mode=stage.mode, lr=float(schedule(local)),
                           bucket=bucket.key, frames=rec.pop("frames"),
                           skipped=rec.pop("skipped"), refresh_unconverged=refresh_failed,
                           mean_cycles=cycles if stage.mode == "scf" else None,
+                          adjoint_matvecs=matvecs if stage.mode == "scf" else None,
                           compilations=TRACE_COUNT["train_step"] - traces0,
                           wall_s=time.perf_counter() - t0, **rec)
             log(record)

@@ -141,13 +141,15 @@ def predict_fixed(model_params, cache: FixedCache, setup: PredictSetup) -> dict:
     return pred
 
 
-def predict_scf(model_params, frame, guess, setup: PredictSetup) -> dict:
+def predict_scf(model_params, frame, guess, setup: PredictSetup, probe=None) -> dict:
     """Self-consistent prediction: the DeePKS-SCF of ``frame`` started from ``guess``
     [nao, nao], differentiable in ``model_params`` through the converged solution (implicit
-    function theorem). Jittable and vmappable over frames (no host synchronisation)."""
+    function theorem). Jittable and vmappable over frames (no host synchronisation).
+    ``probe``: optional float scalar whose gradient is the number of adjoint matrix-vector
+    products of the backward pass (:func:`jaxks.implicit.solve`)."""
     theta = _theta(model_params, frame.overlaps, frame.onehot)
     res = solve(frame.ints, setup.xc, term=setup.term, params=theta, options=setup.options,
-                adjoint=setup.adjoint, guess=guess)
+                adjoint=setup.adjoint, guess=guess, probe=probe)
     pred = dict(energy=res.energy, fock=res.fock, mo_energy=res.mo_energy,
                 mo_coeff=res.mo_coeff, gamma=res.gamma, converged=res.converged,
                 cycles=res.cycles)

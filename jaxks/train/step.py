@@ -52,18 +52,19 @@ class LossSetup:
     n_occ: int
 
 
-def frame_loss(params, inputs, target, guess, setup: LossSetup):
+def frame_loss(params, inputs, target, guess, setup: LossSetup, probe=0.0):
     """Weighted loss of one frame and its diagnostics.
 
     ``inputs`` is a :class:`jaxks.train.predict.FixedCache` (mode "fixed") or a
     :class:`jaxks.train.frames.Frame` (mode "scf", warm-started from ``guess`` [nao, nao]).
-    Returns (L, aux) with aux = {terms: {name: value}, converged, cycles, gamma}.
+    ``probe`` (end-to-end mode): a scalar whose gradient counts the adjoint matrix-vector
+    products. Returns (L, aux) with aux = {terms: {name: value}, converged, cycles, gamma}.
     """
     TRACE_COUNT["frame_loss"] += 1
     if setup.mode == "fixed":
         pred = predict_fixed(params, inputs, setup.predict)
     else:
-        pred = predict_scf(params, inputs, guess, setup.predict)
+        pred = predict_scf(params, inputs, guess, setup.predict, probe)
     terms = loss_terms(pred, target, setup.weights, setup.window, setup.n_atoms, setup.n_occ)
     aux = dict(terms=terms, converged=pred["converged"], cycles=pred["cycles"],
                gamma=jax.lax.stop_gradient(pred["gamma"]))
@@ -96,9 +97,10 @@ def batch_loss_and_grads(params, inputs, targets, guesses, weights, setup: LossS
     frame, ``frame_terms`` {name: [B]}, ``ok`` [B], ``converged`` [B], ``cycles`` [B],
     ``gamma`` [B, nao, nao] and ``loss`` [B].
     """
-    per_frame = jax.vmap(jax.value_and_grad(frame_loss, has_aux=True),
-                         in_axes=(None, 0, 0, 0, None))
-    (loss, aux), grads = per_frame(params, inputs, targets, guesses, setup)
+    per_frame = jax.vmap(jax.value_and_grad(frame_loss, argnums=(0, 5), has_aux=True),
+                         in_axes=(None, 0, 0, 0, None, 0))
+    probes = jnp.zeros(weights.shape, weights.dtype)  # one per frame: a count each
+    (loss, aux), (grads, matvecs) = per_frame(params, inputs, targets, guesses, setup, probes)
     finite = jnp.isfinite(loss)
     for g in jax.tree_util.tree_leaves(grads):
         finite = finite & jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1)
@@ -113,7 +115,7 @@ def batch_loss_and_grads(params, inputs, targets, guesses, weights, setup: LossS
     mean_grad = jax.tree_util.tree_map(mean, grads)
     terms = {k: mean(v) for k, v in aux["terms"].items()}
     out = dict(ok=ok, terms=terms, frame_terms=aux["terms"], converged=aux["converged"],
-               cycles=aux["cycles"],
+               cycles=aux["cycles"], matvecs=matvecs,
                gamma=aux["gamma"], loss=loss, used=jnp.sum((weights > 0) & ok),
                skipped=jnp.sum((weights > 0) & ~ok))
     return terms["total"], mean_grad, out
@@ -130,7 +132,8 @@ def make_train_step(setup: LossSetup, optimizer: optax.GradientTransformation, m
         step(params, opt_state, inputs, targets, state, positions, weights)
             -> (params, opt_state, state, diagnostics). ``state`` [n_frames, nao, nao] holds
             each frame's last self-consistent density (warm starts; unchanged in fixed mode);
-            diagnostics per frame: frame_terms {name: [B]}, ok, converged, cycles. With all
+            diagnostics per frame: frame_terms {name: [B]}, ok, converged, cycles, matvecs
+            (adjoint matrix-vector products; 0 in fixed mode). With all
             weights 0 the step changes nothing and only evaluates (the step-0 evaluation).
     """
 
@@ -150,7 +153,7 @@ def make_train_step(setup: LossSetup, optimizer: optax.GradientTransformation, m
             # failures write out of range (dropped)
             target_pos = jnp.where((weights > 0) & aux["ok"], positions, state.shape[0])
             state = state.at[target_pos].set(aux["gamma"], mode="drop")
-        diag = {k: aux[k] for k in ("frame_terms", "ok", "converged", "cycles")}
+        diag = {k: aux[k] for k in ("frame_terms", "ok", "converged", "cycles", "matvecs")}
         return params, opt_state, state, diag
 
     return jax.jit(step)

@@ -94,7 +94,7 @@ def test_train_writes_run_folder_and_prints_table(trained):
     for name in ("config.toml", "log.jsonl", "model.npz"):
         assert (run / name).is_file(), name
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
-    assert [line["step"] for line in log] == [1, 2]
+    assert [line["step"] for line in log] == [0, 1, 2]  # step 0: the initial model
     assert "trained 2 steps" in stdout and str(run / "model.npz") in stdout
     rows = table_rows(stdout)
     assert set(rows) == {"base", "model"}

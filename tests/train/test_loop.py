@@ -246,6 +246,7 @@ def test_resume_reproduces_uninterrupted_run(water_records, tmp_path, mode, stop
     if mode == "staged":
         assert [line.get("stage") for line in log_a] == [1, 1, 1, 2, 2]
         assert log_a[3]["mean_cycles"] >= 1 and log_a[1]["mean_cycles"] is None
+        assert log_a[3]["adjoint_matvecs"] > 0 and log_a[1]["adjoint_matvecs"] is None
         assert "loss_eigenvector" not in log_a[3] and "loss_eigenvector" in log_a[1]
 
 
