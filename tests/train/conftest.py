@@ -32,23 +32,27 @@ def label_settings():
     return LabelSettings(basis="sto-3g", grid_level=0)
 
 
-@pytest.fixture(scope="session")
-def water_dataset(tmp_path_factory, label_settings):
-    """Folder of :data:`N_MONOMERS` labelled water monomers (``jaxks label`` format)."""
+def label_builtin(out, name, count, settings) -> str:
+    """Label the first ``count`` built-in structures ``name`` into ``out`` (one PySCF thread)."""
     from pyscf import lib
 
     from jaxks.data.datasets import builtin_frames
     from jaxks.data.pipeline import label_frames
 
-    out = tmp_path_factory.mktemp("water_monomers")
     old = lib.num_threads()
     lib.num_threads(1)
     try:
-        label_frames(builtin_frames("water_monomers")[:N_MONOMERS], out, label_settings,
-                     workers=1, progress=None)
+        label_frames(builtin_frames(name)[:count], out, settings, workers=1, progress=None)
     finally:
         lib.num_threads(old)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def water_dataset(tmp_path_factory, label_settings):
+    """Folder of :data:`N_MONOMERS` labelled water monomers (``jaxks label`` format)."""
+    return label_builtin(tmp_path_factory.mktemp("water_monomers"), "water_monomers",
+                         N_MONOMERS, label_settings)
 
 
 @pytest.fixture(scope="session")
@@ -65,22 +69,12 @@ def water_records(water_dataset):
 @pytest.fixture(scope="session")
 def water_dimer_records(tmp_path_factory, label_settings):
     """Two labelled, prepared built-in water dimers (a second composition: a second bucket)."""
-    from pyscf import lib
-
-    from jaxks.data.datasets import builtin_frames
-    from jaxks.data.pipeline import label_frames
     from jaxks.deepks.projectors import default_basis
     from jaxks.train.frames import load_records
 
-    out = tmp_path_factory.mktemp("water_dimers")
-    old = lib.num_threads()
-    lib.num_threads(1)
-    try:
-        label_frames(builtin_frames("water_dimers")[:2], out, label_settings, workers=1,
-                     progress=None)
-    finally:
-        lib.num_threads(old)
-    return load_records([str(out)], default_basis(), ("H", "O"))
+    folder = label_builtin(tmp_path_factory.mktemp("water_dimers"), "water_dimers", 2,
+                           label_settings)
+    return load_records([folder], default_basis(), ("H", "O"))
 
 
 def copy_record(record, **base_updates):
