@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxks.grid_weights import GridGeometry, grid_geometry, grid_points_weights, pad_geometry
+from jaxks.grid_weights import GridGeometry, grid_geometry
 from jaxks.units import EV_ANGSTROM_PER_HARTREE_BOHR
 
 
@@ -265,42 +265,13 @@ def xc_energy_at(gamma, ints, xc, atom_coords, grid: GridGeometry | None = None)
     """E_xc[Γ] (Hartree) with the AO centres at ``atom_coords`` [natm, 3] and Γ fixed.
 
     With ``grid`` None the SCF grid (points and weights) stays fixed; otherwise the points move
-    with their parent atoms and the Becke weights follow (:func:`grid_points_weights`).
-    Differentiable with respect to ``atom_coords`` and Γ.
+    with their parent atoms and the Becke weights follow (:func:`jaxks.grid_weights.grid_points_weights`).
+    Differentiable with respect to ``atom_coords`` and Γ. The SCF's own block loop
+    (:func:`jaxks.numint.xc_energy`), AO screen included.
     """
-    from jaxks.basis import eval_ao
-    from jaxks.numint import density_on_grid
-    from jaxks.xc import eval_xc
+    from jaxks.numint import xc_energy
 
-    gga = xc.family == "gga"
-    basis = dataclasses.replace(ints.basis, centers=atom_coords)
-    nb, bs = ints.n_grid // ints.block_size, ints.block_size
-
-    @jax.checkpoint
-    def block(blk):
-        if grid is None:
-            coords, w = blk
-        else:
-            offsets, volumes, parent = blk
-            coords, w = grid_points_weights(
-                GridGeometry(offsets, volumes, parent, grid.radii_adjust), atom_coords)
-        ao = eval_ao(basis, coords, deriv=1 if gga else 0)
-        rho, grad = density_on_grid(gamma, ao, gga)
-        sigma = jnp.sum(grad * grad, axis=0) if gga else jnp.zeros_like(rho)
-        e, _, _ = eval_xc(xc, rho, sigma)
-        return jnp.sum(w * e)
-
-    if grid is None:
-        xs = (ints.grid_coords.reshape(nb, bs, 3), ints.grid_weights.reshape(nb, bs))
-    else:
-        g = pad_geometry(grid, ints.n_grid)
-        xs = (g.offsets.reshape(nb, bs, 3), g.volumes.reshape(nb, bs), g.parent.reshape(nb, bs))
-
-    def body(acc, blk):
-        return acc + block(blk), None
-
-    exc, _ = jax.lax.scan(body, jnp.zeros((), gamma.dtype), xs)
-    return exc
+    return xc_energy(gamma, ints, xc, atom_coords=atom_coords, grid=grid)
 
 
 # ----------------------------------------------------------------------------- forces

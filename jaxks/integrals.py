@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from jaxks.basis import BasisData, basis_data
+from jaxks.basis import AO_CUTOFF, AOScreen, BasisData, basis_data, screen_blocks
 from jaxks.linalg import n_independent
 from jaxks.system import InputError, System
 
@@ -41,6 +41,9 @@ class Integrals:
 
     Static fields (``n_elec``, ``nao``, ``n_mo``, ``block_size``) are part of the tree structure, so
     a jitted function taking an ``Integrals`` recompiles only when these or the array shapes change.
+    ``screen`` (:class:`jaxks.basis.AOScreen`, or None for none) lists the shells each grid block
+    evaluates; its padded lengths depend on the geometry, so two geometries of one molecule may
+    compile twice (build with ``ao_cutoff=None`` where one compilation per composition matters).
     """
 
     S: jax.Array
@@ -54,6 +57,7 @@ class Integrals:
     atom_coords: jax.Array
     atom_charges: jax.Array
     guess: jax.Array | None = None
+    screen: AOScreen | None = None
     n_elec: int = dataclasses.field(metadata=dict(static=True), default=0)
     nao: int = dataclasses.field(metadata=dict(static=True), default=0)
     n_mo: int = dataclasses.field(metadata=dict(static=True), default=0)
@@ -183,29 +187,48 @@ def _to_device(x: np.ndarray) -> jax.Array:
     return jnp.asarray(x)
 
 
+#: Grid points per block with AO screening (measured, benchmarks/results/scf_timing_cpu.md):
+#: small blocks are spatially tight (PySCF sorts its grid points into boxes), so they keep few
+#: shells, while still large enough for efficient [block, n_sig] matrix products.
+SCREENED_BLOCK_SIZE = 256
+
+
 def _grid_block_size(nao: int, n_grid: int, deriv_comps: int = 4,
-                     target_mb: float = 96.0) -> int:
-    """Grid points per XC block so one block of AO values (and gradients) stays near target_mb."""
-    size = int(target_mb * 1e6 / (8 * deriv_comps * max(nao, 1)))
-    size = max(128, min(size, 8192))
+                     target_mb: float = 96.0, screened: bool = False) -> int:
+    """Grid points per XC block: :data:`SCREENED_BLOCK_SIZE` with screening, otherwise as many
+    as keep one block of AO values (and gradients) near target_mb."""
+    if screened:
+        size = SCREENED_BLOCK_SIZE
+    else:
+        size = int(target_mb * 1e6 / (8 * deriv_comps * max(nao, 1)))
+        size = max(128, min(size, 8192))
     size = min(size, -(-n_grid // 128) * 128)  # no block larger than the (rounded) grid
     return max(128, size // 128 * 128)
 
 
 def compute_integrals(system: System, *, block_size: int | None = None,
-                      return_timings: bool = False):
+                      ao_cutoff: float | None = AO_CUTOFF, return_timings: bool = False):
     """Compute every integral the SCF needs for ``system`` (PySCF, host side, once).
+
+    Args:
+        system: the molecule and its basis settings.
+        block_size: grid points per XC block (default: chosen from the basis size).
+        ao_cutoff: AO screening threshold (:data:`jaxks.basis.AO_CUTOFF`; see
+            :func:`jaxks.basis.screen_blocks`), or None to evaluate every AO on every point.
+        return_timings: also return :class:`IntegralTimings`.
 
     Returns:
         :class:`Integrals` (and :class:`IntegralTimings` if ``return_timings``).
     """
     mol = system.to_pyscf()
     return integrals_from_pyscf(mol, auxbasis=system.auxbasis, grid_level=system.grid_level,
-                                block_size=block_size, return_timings=return_timings)
+                                block_size=block_size, ao_cutoff=ao_cutoff,
+                                return_timings=return_timings)
 
 
 def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
-                         block_size: int | None = None, return_timings: bool = False):
+                         block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
+                         return_timings: bool = False):
     """As :func:`compute_integrals`, from a PySCF ``Mole`` (optionally with ready-made ``grids``)."""
     if mol.cart:
         raise InputError("Cartesian basis functions (mol.cart=True) are not supported")
@@ -225,12 +248,15 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     weights = np.asarray(grids.weights)
     n_grid = weights.shape[0]
     if block_size is None:
-        block_size = _grid_block_size(mol.nao, n_grid)
+        block_size = _grid_block_size(mol.nao, n_grid, screened=ao_cutoff is not None)
     n_pad = -n_grid % block_size
     if n_pad:
         # Zero-weight padding points sit on the first atom: finite density, no contribution.
         coords = np.concatenate([coords, np.repeat(mol.atom_coord(0)[None], n_pad, 0)])
         weights = np.concatenate([weights, np.zeros(n_pad)])
+    bd = basis_data(mol)
+    screen = (None if ao_cutoff is None
+              else screen_blocks(bd, coords, block_size, n_real=n_grid, cutoff=ao_cutoff))
     from pyscf.scf import hf
     guess = hf.init_guess_by_minao(mol)
     t3 = time.perf_counter()
@@ -240,7 +266,7 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     ints = Integrals(
         S=jnp.asarray(S), T=jnp.asarray(T), V=jnp.asarray(V), e_nuc=jnp.asarray(e_nuc),
         cderi=_to_device(cderi), grid_coords=jnp.asarray(coords),
-        grid_weights=jnp.asarray(weights), basis=basis_data(mol),
+        grid_weights=jnp.asarray(weights), basis=bd, screen=screen,
         atom_coords=jnp.asarray(mol.atom_coords()), atom_charges=jnp.asarray(mol.atom_charges(),
                                                                             dtype=jnp.float64),
         guess=jnp.asarray(guess),
