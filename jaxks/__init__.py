@@ -5,6 +5,9 @@ device: SCF energies to 1e-8 Eh and finite-difference checks of derivatives are 
 float32. Code that really wants float32 must ask for it explicitly with ``dtype=``.
 
 Units inside the package are atomic units (Bohr, Hartree); xyz files are read in Angstrom.
+
+Importing it also turns on a persistent compilation cache in the user's cache directory
+(:mod:`jaxks.compile_cache`; ``JAXKS_COMPILE_CACHE=0`` turns it off).
 """
 
 import jax
@@ -12,6 +15,10 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 __version__ = "0.1.0"
+
+from jaxks.compile_cache import enable_compile_cache  # noqa: E402
+
+enable_compile_cache()
 
 from jaxks.system import System  # noqa: E402
 
