@@ -1,4 +1,9 @@
-"""The one place that asks PySCF for integrals; everything is returned as arrays in a pytree.
+"""The integrals stage: the one place that asks PySCF for integrals, returned as arrays in pytrees.
+
+This package holds every PySCF integral call of jaxks: the SCF's integrals (this module), the
+nuclear-derivative integrals of the forces (:mod:`jaxks.integrals.derivatives`), the DeePKS
+projector overlaps (:mod:`jaxks.integrals.projectors`) and the dipole integrals of an external
+field (:func:`dipole_integrals`).
 
 For a :class:`~jaxks.system.System` we compute, once per geometry,
 
@@ -94,6 +99,14 @@ class IntegralTimings:
         return self.one_electron + self.density_fitting + self.grid
 
 
+def dipole_integrals(mol) -> jax.Array:
+    """⟨μ|r_k − O_k|ν⟩ [3, nao, nao] (Bohr), O the centre of nuclear charge (PySCF ``int1e_r``)."""
+    charges = mol.atom_charges()
+    origin = np.einsum("i,ix->x", charges, mol.atom_coords()) / charges.sum()
+    with mol.with_common_orig(origin):
+        return jnp.asarray(mol.intor_symmetric("int1e_r", comp=3))
+
+
 def make_grids(mol, level: int):
     """PySCF's Becke/Treutler grids at ``level`` (the default PySCF RKS grid, no density pruning)."""
     from pyscf.dft import gen_grid
@@ -114,6 +127,49 @@ def auxmol_for(mol, auxbasis):
         raise InputError(f"cannot build auxiliary basis {auxbasis!r}: {err}") from err
 
 
+@dataclasses.dataclass(frozen=True)
+class Whitening:
+    """The whitening of the density-fitting metric M_PQ = (P|Q), shared by the SCF's tensor and the
+    forces' fitted coefficients (host side, NumPy).
+
+    Cholesky M = L Lᵀ: B = L⁻¹ (P|μν), and the fitted coefficients c = M⁻¹ d are c = L⁻ᵀ (B·Γ).
+    If M is not numerically positive definite, its eigenvectors with eigenvalues > 1e-14
+    (as PySCF does): V = U w^(-1/2), B = Vᵀ (P|μν), c = V (B·Γ).
+    """
+
+    low: np.ndarray | None
+    v: np.ndarray | None
+
+    @classmethod
+    def of(cls, auxmol) -> "Whitening":
+        j2c = auxmol.intor("int2c2e", hermi=1)
+        try:
+            return cls(scipy.linalg.cholesky(j2c, lower=True), None)
+        except np.linalg.LinAlgError:
+            w, u = scipy.linalg.eigh(j2c)
+            keep = w > 1e-14
+            return cls(None, u[:, keep] / np.sqrt(w[keep]))
+
+    @property
+    def n_fit(self) -> int:
+        """Rows of the whitened tensor (n_aux, or fewer after dropping the null space)."""
+        return self.low.shape[0] if self.low is not None else self.v.shape[1]
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """L⁻¹ x (or Vᵀ x) for x [n_aux, k]; x may be overwritten."""
+        if self.low is not None:
+            return scipy.linalg.solve_triangular(self.low, x, lower=True, overwrite_b=True,
+                                                 check_finite=False)
+        return self.v.T @ x
+
+    def fit_matrix(self) -> np.ndarray:
+        """G [n_aux, n_fit] with fitted coefficients c = G (B·Γ): L⁻ᵀ (or V)."""
+        if self.low is not None:
+            return scipy.linalg.solve_triangular(self.low, np.eye(self.low.shape[0]),
+                                                 lower=True).T
+        return self.v
+
+
 def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
     """Whitened 3-centre tensor B = L⁻¹ (P|μν), packed on μ ≥ ν, built block by block.
 
@@ -125,20 +181,8 @@ def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
     """
     from pyscf.df import incore
 
-    j2c = auxmol.intor("int2c2e", hermi=1)
-    naux = j2c.shape[0]
-    try:
-        low = scipy.linalg.cholesky(j2c, lower=True)
-        whiten = lambda x: scipy.linalg.solve_triangular(low, x, lower=True,  # noqa: E731
-                                                        overwrite_b=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        # Metric not numerically positive definite: whiten with its eigenvectors instead,
-        # dropping the null space, as PySCF does.
-        w, v = scipy.linalg.eigh(j2c)
-        keep = w > 1e-14
-        v = v[:, keep] / np.sqrt(w[keep])
-        naux = v.shape[1]
-        whiten = lambda x: v.T @ x  # noqa: E731
+    white = Whitening.of(auxmol)
+    naux, whiten = white.n_fit, white.apply
     nao = mol.nao
     ao_loc = mol.ao_loc_nr()
     out = _aligned_empty((naux, nao * (nao + 1) // 2))
