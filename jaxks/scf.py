@@ -234,15 +234,17 @@ def _scf_loop(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: 
         f, parts = fock_matrix(gamma, ints, xc, term, params)
         return f, parts, commutator_error(f, gamma, S, x)
 
-    f0, p0, err0 = build(gamma0)
-    e0 = p0.total
+    # The Fock build at the guess is the loop's first pass (cycle −1 → 0), not a separate call
+    # before it: the XC block code then appears once in the compiled program, not twice.
+    dtype = gamma0.dtype
+    zero = jnp.zeros((), dtype)
     state = dict(
-        gamma=gamma0, fock=f0, parts=p0, energy=e0, delta_e=jnp.asarray(jnp.inf, e0.dtype),
-        comm=jnp.linalg.norm(err0), cycle=jnp.zeros((), jnp.int32),
-        converged=jnp.zeros((), bool),
-        focks=jnp.zeros((m, nao, nao), f0.dtype).at[0].set(f0),
-        errors=jnp.zeros((m, n_mo, n_mo), f0.dtype).at[0].set(err0),
-        count=jnp.ones((), jnp.int32))
+        gamma=gamma0, fock=jnp.zeros((nao, nao), dtype),
+        parts=EnergyParts(zero, zero, zero, zero, zero), energy=jnp.asarray(jnp.inf, dtype),
+        delta_e=jnp.asarray(jnp.inf, dtype), comm=jnp.asarray(jnp.inf, dtype),
+        cycle=-jnp.ones((), jnp.int32), converged=jnp.zeros((), bool),
+        focks=jnp.zeros((m, nao, nao), dtype), errors=jnp.zeros((m, n_mo, n_mo), dtype),
+        count=jnp.zeros((), jnp.int32))
 
     def cond(s):
         return (~s["converged"]) & (s["cycle"] < options.max_cycles)
@@ -260,7 +262,10 @@ def _scf_loop(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: 
         gamma = aufbau_density(c, n_occ)
         if options.damping:
             gamma = (1.0 - options.damping) * gamma + options.damping * s["gamma"]
+        gamma = jnp.where(s["cycle"] < 0, gamma0, gamma)   # first pass: the guess itself
         f_new, p_new, err = build(gamma)
+        # one dtype for the carry (E_nuc of a single atom is an integer 0)
+        p_new = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), p_new)
         e_new = p_new.total
         comm = jnp.linalg.norm(err)
         de = jnp.abs(e_new - s["energy"])
