@@ -55,9 +55,25 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores (CPU), jax {jax.__version__}"
 
 
-def report(header: str, rows: list[dict], out: str | None) -> None:
-    """Print ``header`` and the rows as a markdown table; append both to ``out`` if given."""
-    text = header + markdown_table(rows)
+def scaling_exponent(rows: list[dict], key: str, n_min: int = 2) -> float:
+    """Least-squares slope k of log t = k log n + c over rows with n ≥ ``n_min`` (NaN if < 2)."""
+    pts = [(r["n"], r[key]) for r in rows
+           if r["n"] >= n_min and isinstance(r[key], float) and np.isfinite(r[key]) and r[key] > 0]
+    if len(pts) < 2:
+        return float("nan")
+    n, t = np.log(np.array(pts, dtype=float)).T
+    return float(np.polyfit(n, t, 1)[0])
+
+
+def exponents_line(rows: list[dict], keys: list[str], n_min: int = 2) -> str:
+    """'Fitted scaling t ∝ n^k (n ≥ n_min): key k, ...' for the given time columns."""
+    parts = [f"`{k}` {scaling_exponent(rows, k, n_min):.2f}" for k in keys]
+    return f"\nFitted scaling t ∝ n^k over n ≥ {n_min}: " + ", ".join(parts) + ".\n"
+
+
+def report(header: str, rows: list[dict], out: str | None, footer: str = "") -> None:
+    """Print ``header``, the rows as a markdown table and ``footer``; append them to ``out``."""
+    text = header + markdown_table(rows) + footer
     print(text)
     if out:
         with open(out, "a") as f:

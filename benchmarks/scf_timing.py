@@ -16,11 +16,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the jaxks of this checkout, not an installed copy (a script's directory, not the working
+# directory, leads sys.path)
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 
 import jaxks  # noqa: E402, F401
-from common import machine, peak_rss_gb, report, water_cluster  # noqa: E402
+from common import exponents_line, machine, peak_rss_gb, report, water_cluster  # noqa: E402
 from jaxks.integrals import integrals_from_pyscf, make_grids  # noqa: E402
 from jaxks.scf import SCFOptions, run_scf  # noqa: E402
 from jaxks.system import System  # noqa: E402
@@ -49,10 +52,12 @@ def bench(n: int, basis: str, aux: str, level: int, xc: str, pyscf_max: int,
     if not bool(res2.converged):
         print(f"n={n}: SCF NOT CONVERGED after {int(res2.cycles)} cycles", flush=True)
     row = dict(n=n, nao=ints.nao, naux=ints.naux, ngrid=ints.n_grid,
-               jaxks_integrals_s=t_int, jaxks_compile_s=t["compile"], jaxks_scf_s=t_run,
-               jaxks_cycles=int(res2.cycles), jaxks_converged=bool(res2.converged),
+               jaxks_integrals_s=t_int, jaxks_compile_s=t["compile"],
+               jaxks_first_s=t["scf"], jaxks_scf_s=t_run,
+               jaxks_cycles=int(res2.cycles), jaxks_s_per_cycle=t_run / max(int(res2.cycles), 1),
+               jaxks_converged=bool(res2.converged),
                peak_rss_gb=peak_rss_gb(), pyscf_s=float("nan"), pyscf_cycles="-",
-               dE_Eh=float("nan"))
+               pyscf_s_per_cycle=float("nan"), ratio=float("nan"), dE_Eh=float("nan"))
     if n <= pyscf_max:
         from pyscf import dft
 
@@ -62,7 +67,9 @@ def bench(n: int, basis: str, aux: str, level: int, xc: str, pyscf_max: int,
         mf.conv_tol = 1e-9
         t2 = time.perf_counter()
         e = mf.kernel()
-        row.update(pyscf_s=time.perf_counter() - t2, pyscf_cycles=mf.cycles,
+        t_pyscf = time.perf_counter() - t2
+        row.update(pyscf_s=t_pyscf, pyscf_cycles=mf.cycles,
+                   pyscf_s_per_cycle=t_pyscf / max(mf.cycles, 1), ratio=t_run / t_pyscf,
                    dE_Eh=abs(e - float(res2.energy)))
     del ints
     return row
@@ -86,9 +93,12 @@ def main(argv=None):
                           args.repeat_max))
         print(rows[-1], flush=True)
     header = (f"\n## {args.xc.upper()}/{args.basis}, aux {args.auxbasis}, grid level "
-              f"{args.grid_level}\nMachine: {machine()}. Times in seconds; `dE_Eh` = |E_jaxks − "
-              f"E_PySCF|.\n\n")
-    report(header, rows, args.out)
+              f"{args.grid_level}\nMachine: {machine()}. Times in seconds; `jaxks_first_s`: first "
+              f"run of the freshly compiled loop; `jaxks_scf_s`: second run (steady state); "
+              f"`ratio` = jaxks_scf_s / pyscf_s; `dE_Eh` = |E_jaxks − E_PySCF|.\n\n")
+    report(header, rows, args.out,
+           exponents_line(rows, ["jaxks_scf_s", "jaxks_s_per_cycle", "pyscf_s",
+                                 "pyscf_s_per_cycle"]))
 
 
 if __name__ == "__main__":

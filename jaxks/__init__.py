@@ -30,15 +30,34 @@ ASE
 Units
     ``EV_PER_HARTREE``, ``BOHR_PER_ANGSTROM``, ``ANGSTROM_PER_BOHR``,
     ``EV_ANGSTROM_PER_HARTREE_BOHR``
+
+Importing it also turns on a persistent compilation cache in the user's cache directory
+(:mod:`jaxks.compile_cache`; ``JAXKS_COMPILE_CACHE=0`` turns it off).
 """
 
 import importlib
+import os
+import sys
 
-import jax
+if ("jax" not in sys.modules and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+        and os.environ.get("JAXKS_COMPILE_CACHE", "1").strip().lower() not in ("0", "off", "false",
+                                                                                "no")):
+    # jaxlib 0.10 logs a spurious C++ error for every executable loaded from the persistent
+    # compilation cache on the CPU (tuning flags taken for missing CPU features, jax-ml/jax#38445;
+    # the load itself works). Silence XLA's C++ log unless the user configured it; this only
+    # takes effect when jaxks is imported before jax.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
 __version__ = "0.1.0"
+
+from jaxks.compile_cache import enable_compile_cache  # noqa: E402
+
+enable_compile_cache()
+
 
 #: public name -> "module:attribute" it is imported from on first use
 _API = {

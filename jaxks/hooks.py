@@ -34,10 +34,6 @@ def electric_field_params(mol, field) -> dict:
     An electron (charge −1) at r in the field E has potential energy +E·r, so
     V_k = ⟨μ|r_k − O_k|ν⟩ [3, nao, nao] with the origin O at the centre of nuclear charge.
     """
-    import numpy as np
+    from jaxks.integrals import dipole_integrals
 
-    charges = mol.atom_charges()
-    origin = np.einsum("i,ix->x", charges, mol.atom_coords()) / charges.sum()
-    with mol.with_common_orig(origin):
-        r = mol.intor_symmetric("int1e_r", comp=3)
-    return {"theta": jnp.asarray(field, dtype=jnp.float64), "v": jnp.asarray(r)}
+    return {"theta": jnp.asarray(field, dtype=jnp.float64), "v": dipole_integrals(mol)}

@@ -177,3 +177,67 @@ def test_bad_input():
         eval_ao(bd, jnp.zeros((4, 3)), deriv=3)
     with pytest.raises(ValueError, match="shape"):
         eval_ao(bd, jnp.zeros((4, 2)))
+
+
+# ----------------------------------------------------------------------------- AO screening
+def _grid_blocks(mol, level=0, block_size=128):
+    from jaxks.integrals import make_grids
+
+    coords = make_grids(mol, level).coords
+    n_real = len(coords)
+    pad = -n_real % block_size
+    return np.concatenate([coords, np.repeat(coords[:1], pad, 0)]), n_real
+
+
+@pytest.mark.parametrize("deriv", [0, 2])   # deriv=2 output holds the deriv=1 components too
+@pytest.mark.parametrize("case", ["tzvp", "custom"])
+def test_screened_columns_equal_eval_ao(case, deriv):
+    """eval_ao_screened gives eval_ao's columns ao_index (spd f, g and general contractions),
+    padded slots exactly zero."""
+    from jaxks.basis import eval_ao_screened, screen_blocks
+
+    mol = _water("def2-tzvp") if case == "tzvp" else _mol("He 0 0 0; He 0.3 -0.2 7.4", CUSTOM)
+    bd = basis_data(mol)
+    coords, n_real = _grid_blocks(mol)
+    screen = screen_blocks(bd, coords, 128, n_real=n_real, cutoff=1e-6)
+    blocks = jnp.asarray(coords).reshape(-1, 128, 3)
+    for b in screen.bins:
+        for i in (0, len(b.blocks) - 1):
+            row = jax.tree_util.tree_map(lambda x: x[i], b)
+            pts = blocks[int(row.blocks)]
+            got = np.asarray(eval_ao_screened(bd, pts, row, deriv=deriv))
+            ref = np.asarray(eval_ao(bd, pts, deriv=deriv))[:, :, np.asarray(row.ao_index)]
+            live = np.concatenate([np.repeat(np.asarray(m), bd.shell_nctr[g[0]]
+                                             * (2 * bd.shell_l[g[0]] + 1))
+                                   for m, g in zip(row.mask, bd.groups)]) > 0
+            scale = max(1.0, np.abs(ref).max())
+            np.testing.assert_allclose(got[:, :, live], ref[:, :, live], rtol=0,
+                                       atol=1e-13 * scale)
+            assert np.all(got[:, :, ~live] == 0.0)
+
+
+def test_screen_drops_only_small_aos():
+    """Every AO a block leaves out is below the cutoff in value and gradient at all its points,
+    and something is left out (a water hexamer: the screen is not empty)."""
+    from jaxks.basis import screen_blocks
+    from tests.geometries import WATER_HEXAMER
+
+    mol = _mol(list(zip(*WATER_HEXAMER)), "def2-svp")
+    bd = basis_data(mol)
+    coords, n_real = _grid_blocks(mol, block_size=256)
+    cutoff = 1e-8
+    screen = screen_blocks(bd, coords, 256, n_real=n_real, cutoff=cutoff)
+    assert min(b.n_sig for b in screen.bins) < mol.nao
+    blocks = coords.reshape(-1, 256, 3)
+    real = (np.arange(len(coords)) < n_real).reshape(-1, 256)
+    seen = np.zeros(len(blocks), bool)
+    worst = 0.0
+    for b in screen.bins:
+        for i, blk in enumerate(np.asarray(b.blocks)):
+            seen[blk] = True
+            ao = np.abs(mol.eval_gto("GTOval_sph_deriv1", blocks[blk][real[blk]]))
+            dropped = np.setdiff1d(np.arange(mol.nao), np.asarray(b.ao_index[i]))
+            if dropped.size:
+                worst = max(worst, ao[:, :, dropped].max())
+    assert worst < cutoff, worst
+    assert np.array_equal(seen, real.any(axis=1))   # every block with real points, once

@@ -1,4 +1,9 @@
-"""The one place that asks PySCF for integrals; everything is returned as arrays in a pytree.
+"""The integrals stage: the one place that asks PySCF for integrals, returned as arrays in pytrees.
+
+This package holds every PySCF integral call of jaxks: the SCF's integrals (this module), the
+nuclear-derivative integrals of the forces (:mod:`jaxks.integrals.derivatives`), the DeePKS
+projector overlaps (:mod:`jaxks.integrals.projectors`) and the dipole integrals of an external
+field (:func:`dipole_integrals`).
 
 For a :class:`~jaxks.system.System` we compute, once per geometry,
 
@@ -29,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from jaxks.basis import BasisData, basis_data
+from jaxks.basis import AO_CUTOFF, AOScreen, BasisData, basis_data, screen_blocks
 from jaxks.linalg import n_independent
 from jaxks.system import InputError, System
 
@@ -41,6 +46,9 @@ class Integrals:
 
     Static fields (``n_elec``, ``nao``, ``n_mo``, ``block_size``) are part of the tree structure, so
     a jitted function taking an ``Integrals`` recompiles only when these or the array shapes change.
+    ``screen`` (:class:`jaxks.basis.AOScreen`, or None for none) lists the shells each grid block
+    evaluates; its padded lengths depend on the geometry, so two geometries of one molecule may
+    compile twice (build with ``ao_cutoff=None`` where one compilation per composition matters).
     """
 
     S: jax.Array
@@ -54,6 +62,7 @@ class Integrals:
     atom_coords: jax.Array
     atom_charges: jax.Array
     guess: jax.Array | None = None
+    screen: AOScreen | None = None
     n_elec: int = dataclasses.field(metadata=dict(static=True), default=0)
     nao: int = dataclasses.field(metadata=dict(static=True), default=0)
     n_mo: int = dataclasses.field(metadata=dict(static=True), default=0)
@@ -90,6 +99,14 @@ class IntegralTimings:
         return self.one_electron + self.density_fitting + self.grid
 
 
+def dipole_integrals(mol) -> jax.Array:
+    """⟨μ|r_k − O_k|ν⟩ [3, nao, nao] (Bohr), O the centre of nuclear charge (PySCF ``int1e_r``)."""
+    charges = mol.atom_charges()
+    origin = np.einsum("i,ix->x", charges, mol.atom_coords()) / charges.sum()
+    with mol.with_common_orig(origin):
+        return jnp.asarray(mol.intor_symmetric("int1e_r", comp=3))
+
+
 def make_grids(mol, level: int):
     """PySCF's Becke/Treutler grids at ``level`` (the default PySCF RKS grid, no density pruning)."""
     from pyscf.dft import gen_grid
@@ -110,6 +127,49 @@ def auxmol_for(mol, auxbasis):
         raise InputError(f"cannot build auxiliary basis {auxbasis!r}: {err}") from err
 
 
+@dataclasses.dataclass(frozen=True)
+class Whitening:
+    """The whitening of the density-fitting metric M_PQ = (P|Q), shared by the SCF's tensor and the
+    forces' fitted coefficients (host side, NumPy).
+
+    Cholesky M = L Lᵀ: B = L⁻¹ (P|μν), and the fitted coefficients c = M⁻¹ d are c = L⁻ᵀ (B·Γ).
+    If M is not numerically positive definite, its eigenvectors with eigenvalues > 1e-14
+    (as PySCF does): V = U w^(-1/2), B = Vᵀ (P|μν), c = V (B·Γ).
+    """
+
+    low: np.ndarray | None
+    v: np.ndarray | None
+
+    @classmethod
+    def of(cls, auxmol) -> "Whitening":
+        j2c = auxmol.intor("int2c2e", hermi=1)
+        try:
+            return cls(scipy.linalg.cholesky(j2c, lower=True), None)
+        except np.linalg.LinAlgError:
+            w, u = scipy.linalg.eigh(j2c)
+            keep = w > 1e-14
+            return cls(None, u[:, keep] / np.sqrt(w[keep]))
+
+    @property
+    def n_fit(self) -> int:
+        """Rows of the whitened tensor (n_aux, or fewer after dropping the null space)."""
+        return self.low.shape[0] if self.low is not None else self.v.shape[1]
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """L⁻¹ x (or Vᵀ x) for x [n_aux, k]; x may be overwritten."""
+        if self.low is not None:
+            return scipy.linalg.solve_triangular(self.low, x, lower=True, overwrite_b=True,
+                                                 check_finite=False)
+        return self.v.T @ x
+
+    def fit_matrix(self) -> np.ndarray:
+        """G [n_aux, n_fit] with fitted coefficients c = G (B·Γ): L⁻ᵀ (or V)."""
+        if self.low is not None:
+            return scipy.linalg.solve_triangular(self.low, np.eye(self.low.shape[0]),
+                                                 lower=True).T
+        return self.v
+
+
 def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
     """Whitened 3-centre tensor B = L⁻¹ (P|μν), packed on μ ≥ ν, built block by block.
 
@@ -121,20 +181,8 @@ def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
     """
     from pyscf.df import incore
 
-    j2c = auxmol.intor("int2c2e", hermi=1)
-    naux = j2c.shape[0]
-    try:
-        low = scipy.linalg.cholesky(j2c, lower=True)
-        whiten = lambda x: scipy.linalg.solve_triangular(low, x, lower=True,  # noqa: E731
-                                                        overwrite_b=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        # Metric not numerically positive definite: whiten with its eigenvectors instead,
-        # dropping the null space, as PySCF does.
-        w, v = scipy.linalg.eigh(j2c)
-        keep = w > 1e-14
-        v = v[:, keep] / np.sqrt(w[keep])
-        naux = v.shape[1]
-        whiten = lambda x: v.T @ x  # noqa: E731
+    white = Whitening.of(auxmol)
+    naux, whiten = white.n_fit, white.apply
     nao = mol.nao
     ao_loc = mol.ao_loc_nr()
     out = _aligned_empty((naux, nao * (nao + 1) // 2))
@@ -183,29 +231,48 @@ def _to_device(x: np.ndarray) -> jax.Array:
     return jnp.asarray(x)
 
 
+#: Grid points per block with AO screening (measured, benchmarks/results/scf_timing_cpu.md):
+#: small blocks are spatially tight (PySCF sorts its grid points into boxes), so they keep few
+#: shells, while still large enough for efficient [block, n_sig] matrix products.
+SCREENED_BLOCK_SIZE = 256
+
+
 def _grid_block_size(nao: int, n_grid: int, deriv_comps: int = 4,
-                     target_mb: float = 96.0) -> int:
-    """Grid points per XC block so one block of AO values (and gradients) stays near target_mb."""
-    size = int(target_mb * 1e6 / (8 * deriv_comps * max(nao, 1)))
-    size = max(128, min(size, 8192))
+                     target_mb: float = 96.0, screened: bool = False) -> int:
+    """Grid points per XC block: :data:`SCREENED_BLOCK_SIZE` with screening, otherwise as many
+    as keep one block of AO values (and gradients) near target_mb."""
+    if screened:
+        size = SCREENED_BLOCK_SIZE
+    else:
+        size = int(target_mb * 1e6 / (8 * deriv_comps * max(nao, 1)))
+        size = max(128, min(size, 8192))
     size = min(size, -(-n_grid // 128) * 128)  # no block larger than the (rounded) grid
     return max(128, size // 128 * 128)
 
 
 def compute_integrals(system: System, *, block_size: int | None = None,
-                      return_timings: bool = False):
+                      ao_cutoff: float | None = AO_CUTOFF, return_timings: bool = False):
     """Compute every integral the SCF needs for ``system`` (PySCF, host side, once).
+
+    Args:
+        system: the molecule and its basis settings.
+        block_size: grid points per XC block (default: chosen from the basis size).
+        ao_cutoff: AO screening threshold (:data:`jaxks.basis.AO_CUTOFF`; see
+            :func:`jaxks.basis.screen_blocks`), or None to evaluate every AO on every point.
+        return_timings: also return :class:`IntegralTimings`.
 
     Returns:
         :class:`Integrals` (and :class:`IntegralTimings` if ``return_timings``).
     """
     mol = system.to_pyscf()
     return integrals_from_pyscf(mol, auxbasis=system.auxbasis, grid_level=system.grid_level,
-                                block_size=block_size, return_timings=return_timings)
+                                block_size=block_size, ao_cutoff=ao_cutoff,
+                                return_timings=return_timings)
 
 
 def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
-                         block_size: int | None = None, return_timings: bool = False):
+                         block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
+                         return_timings: bool = False):
     """As :func:`compute_integrals`, from a PySCF ``Mole`` (optionally with ready-made ``grids``)."""
     if mol.cart:
         raise InputError("Cartesian basis functions (mol.cart=True) are not supported")
@@ -225,12 +292,15 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     weights = np.asarray(grids.weights)
     n_grid = weights.shape[0]
     if block_size is None:
-        block_size = _grid_block_size(mol.nao, n_grid)
+        block_size = _grid_block_size(mol.nao, n_grid, screened=ao_cutoff is not None)
     n_pad = -n_grid % block_size
     if n_pad:
         # Zero-weight padding points sit on the first atom: finite density, no contribution.
         coords = np.concatenate([coords, np.repeat(mol.atom_coord(0)[None], n_pad, 0)])
         weights = np.concatenate([weights, np.zeros(n_pad)])
+    bd = basis_data(mol)
+    screen = (None if ao_cutoff is None
+              else screen_blocks(bd, coords, block_size, n_real=n_grid, cutoff=ao_cutoff))
     from pyscf.scf import hf
     guess = hf.init_guess_by_minao(mol)
     t3 = time.perf_counter()
@@ -240,7 +310,7 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     ints = Integrals(
         S=jnp.asarray(S), T=jnp.asarray(T), V=jnp.asarray(V), e_nuc=jnp.asarray(e_nuc),
         cderi=_to_device(cderi), grid_coords=jnp.asarray(coords),
-        grid_weights=jnp.asarray(weights), basis=basis_data(mol),
+        grid_weights=jnp.asarray(weights), basis=bd, screen=screen,
         atom_coords=jnp.asarray(mol.atom_coords()), atom_charges=jnp.asarray(mol.atom_charges(),
                                                                             dtype=jnp.float64),
         guess=jnp.asarray(guess),
