@@ -109,7 +109,9 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
     for k, labels in enumerate(label_frames):
         system = label_system(labels, settings)
         mol = system.to_pyscf()
-        ints = compute_integrals(system, block_size=block_size)
+        # unscreened: the AO screen's padded shapes depend on the geometry, and the frames of
+        # one bucket are stacked into one array per field (one compiled step per composition)
+        ints = compute_integrals(system, block_size=block_size, ao_cutoff=None)
         # from the Mole, not the System: no grid geometry (no grid response in training)
         fints = force_integrals(mol, settings.auxbasis) if with_forces else None
         pdata = projector_overlaps(mol, basis)
