@@ -120,8 +120,9 @@ def bench(n: int, args) -> dict:
         def one(frame, guess):
             th = DeePKSParams(model=params, overlaps=frame.overlaps,
                               element_onehot=frame.onehot)
-            g, info = scf_density(setup.xc, setup.term, setup.options, setup.adjoint,
-                                  frame.ints, th, guess)
+            g, info = scf_density(setup.xc, setup.term, setup.options, setup.adjoint, False,
+                                  frame.ints, th, guess, jnp.zeros_like(guess),
+                                  jnp.zeros((), guess.dtype))
             return g, info["cycle"]
         return jax.vmap(one)(batch, guesses)
 

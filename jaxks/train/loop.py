@@ -206,8 +206,10 @@ class Trainer:
                 if scf:
                     theta = DeePKSParams(model=params, overlaps=frame.overlaps,
                                          element_onehot=frame.onehot)
+                    # forward only: no adjoint guess, no probe
                     gamma, info = scf_density(setup.xc, setup.term, setup.options, self.adjoint,
-                                              frame.ints, theta, guess)
+                                              False, frame.ints, theta, guess,
+                                              jnp.zeros_like(guess), jnp.zeros((), guess.dtype))
                     ok = info["converged"]
                     gamma = jnp.where(ok, gamma, guess)
                 else:

@@ -310,7 +310,8 @@ def test_unconverged_frame_is_counted_and_left_out_of_updates(water_records, tmp
                                   seed=seed), records, stream=None)
     for a, b in zip(jax.tree_util.tree_leaves(one.model.params),
                     jax.tree_util.tree_leaves(expected)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
+        # (the batched and the single-frame SCF round differently: ~1e-9 relative after Adam)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-12)
     assert not params_equal(one.model.params, params)
 
 
