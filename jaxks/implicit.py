@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.sparse.linalg import gmres
 
-from jaxks import linalg
+from jaxks import exchange, linalg
 from jaxks.integrals import Integrals
 from jaxks.linalg import orthogonalizer
 from jaxks.scf import (SCFOptions, SCFResult, _scf_loop, finalize, fock_matrix,
@@ -158,6 +158,7 @@ def solve(ints: Integrals, xc="pbe", *, term=None, params=None,
     carry exact derivatives. Jittable; no host synchronisation (check ``result.converged``).
     """
     xc = resolve_xc(xc)
+    exchange.check_integrals(ints, xc)
     if guess is None:
         guess = ints.guess
     gamma, info = scf_density(xc, term, options, adjoint, ints, params, jax.lax.stop_gradient(guess))
