@@ -177,44 +177,6 @@ def test_implicit_gradient_of_hybrid_solution_matches_finite_differences():
     assert abs(grad @ direction - fd) <= 1e-5 * abs(fd), (grad @ direction, fd)
 
 
-# ----------------------------------------------------------------------------- DeePKS term
-def test_deepks_term_with_hybrid_base_matches_pyscf():
-    """A random DeePKS correction on a short-range hybrid base: jaxks SCF = PySCF RKS carrying
-    the same correction in get_veff (the way DeePKS-kit does)."""
-    from pyscf import dft, lib
-
-    from jaxks.deepks import correction_potential, deepks_params, projector_overlaps
-    from tests.deepks.test_scf_deepks import random_model
-
-    system = make_system(geo.WATER, basis="sto-3g", grid_level=0)
-    mol = system.to_pyscf()
-    grids = make_grids(mol, 0)
-    term, params = random_model()
-    theta = deepks_params(params, projector_overlaps(mol))
-    energy = jax.jit(term)
-    mf = dft.RKS(mol, xc=SR_PBE.pyscf_xc).density_fit(auxbasis=AUX)
-    mf.grids = grids
-    mf.small_rho_cutoff = 0
-    mf.conv_tol = 1e-12
-    base_veff = mf.get_veff
-
-    def get_veff(mol=None, dm=None, *args, **kwargs):
-        v = base_veff(mol, dm, *args, **kwargs)
-        dm_j = jnp.asarray(dm)
-        vc = np.asarray(correction_potential(term, dm_j, theta))
-        return lib.tag_array(np.asarray(v) + vc, ecoul=v.ecoul,
-                             exc=v.exc + float(energy(dm_j, theta)), vj=v.vj, vk=v.vk)
-
-    mf.get_veff = get_veff
-    e_ref = mf.kernel()
-    assert mf.converged
-    ints = integrals_from_pyscf(mol, AUX, 0, grids=grids, omega=OMEGA)
-    res = run_scf(ints, SR_PBE, term=term, params=theta, options=TIGHT)
-    assert bool(res.converged)
-    assert abs(float(res.parts.term)) > 1e-4
-    assert abs(float(res.energy) - e_ref) < 1e-8
-
-
 # ----------------------------------------------------------------------------- forces
 FORCE_CASES = [("water", "pbe0-test", False), ("dimer", "sr-pbe-test", False),
                ("nh3", "sr-pbe-test", True), ("water", "hse06", False)]
