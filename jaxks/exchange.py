@@ -91,8 +91,10 @@ def block_size(naux: int, nao: int) -> int:
 
 
 def _scan_aux(fn, init, tensors, nao: int):
-    """carry = fn(carry, blocks) over blocks of auxiliary rows of the packed ``tensors``
-    (a tuple of [naux, npair] arrays sliced alike; each block unpacked to [blk, nao, nao]).
+    """(carry, ys) = fold of ``fn(carry, blocks) -> (carry, y)`` over blocks of auxiliary rows of
+    the packed ``tensors`` (a tuple of [naux, npair] arrays sliced alike; each block unpacked to
+    [blk, nao, nao]); ys: the per-row outputs y [blk, ...] joined to [naux, ...] (None if fn
+    returns None).
 
     Full blocks go through ``lax.scan`` (``dynamic_slice``, no padded copy of the tensor), the
     remainder through one more call of ``fn``.
@@ -106,14 +108,19 @@ def _scan_aux(fn, init, tensors, nao: int):
         return tuple(jax.lax.dynamic_slice_in_dim(t, start, size, 0)[:, idx] for t in tensors)
 
     def body(carry, i):
-        return fn(carry, unpack(i * blk, blk)), None
+        return fn(carry, unpack(i * blk, blk))
 
-    carry = init
+    carry, parts = init, []
     if nfull:
-        carry, _ = jax.lax.scan(body, carry, jnp.arange(nfull))
+        carry, ys = jax.lax.scan(body, carry, jnp.arange(nfull))
+        if ys is not None:
+            parts.append(ys.reshape((nfull * blk,) + ys.shape[2:]))
     if rest:
-        carry = fn(carry, tuple(t[nfull * blk:][:, idx] for t in tensors))
-    return carry
+        carry, y = fn(carry, tuple(t[nfull * blk:][:, idx] for t in tensors))
+        if y is not None:
+            parts.append(y)
+    ys = (jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]) if parts else None
+    return carry, ys
 
 
 def density_factor(gamma: jax.Array, rank: int) -> jax.Array:
@@ -136,9 +143,9 @@ def _k_from_factor(y, cderi):
     def fn(k, blocks):
         (b,) = blocks
         by = b @ y  # [blk, nao, r]
-        return k + jnp.einsum("pmi,pni->mn", by, by)
+        return k + jnp.einsum("pmi,pni->mn", by, by), None
 
-    return _scan_aux(fn, jnp.zeros((nao, nao), y.dtype), (cderi,), nao)
+    return _scan_aux(fn, jnp.zeros((nao, nao), y.dtype), (cderi,), nao)[0]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -169,10 +176,10 @@ def _exchange_matrix_jvp(rank, primals, tangents):
         k = k + jnp.einsum("pmi,pni->mn", by, by)
         t = jnp.einsum("pml,pln->mn", b @ dgamma, b)
         u = jnp.einsum("pmi,pni->mn", dby, by)
-        return k, dk + t + u + u.T
+        return (k, dk + t + u + u.T), None
 
     zero = jnp.zeros((nao, nao), gamma.dtype)
-    k, dk = _scan_aux(fn, (zero, zero), (cderi, dcderi), nao)
+    (k, dk), _ = _scan_aux(fn, (zero, zero), (cderi, dcderi), nao)
     return k, dk
 
 
@@ -211,22 +218,9 @@ def exchange_tensor_gradient(gamma: jax.Array, cderi: jax.Array, derivs, rank: i
     r = y.shape[1]
 
     # e_Q' = Yᵀ B_Q' Y for every Q' [naux', r, r], block by block
+    _, e = _scan_aux(lambda c, blocks: (c, jnp.einsum("mi,pmn,nj->pij", y, blocks[0], y)),
+                     None, (cderi,), nao)
     naux_w = cderi.shape[0]
-    blk = block_size(naux_w, nao)
-    idx = _unpack_index(nao)
-    nfull, rest = divmod(naux_w, blk)
-
-    def body(_, i):
-        b = jax.lax.dynamic_slice_in_dim(cderi, i * blk, blk, 0)[:, idx]
-        return None, jnp.einsum("mi,pmn,nj->pij", y, b, y)
-
-    parts = []
-    if nfull:
-        _, e = jax.lax.scan(body, None, jnp.arange(nfull))
-        parts.append(e.reshape(nfull * blk, r, r))
-    if rest:
-        parts.append(jnp.einsum("mi,pmn,nj->pij", y, cderi[nfull * blk:][:, idx], y))
-    e = jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
     d = (derivs.fit @ e.reshape(naux_w, r * r)).reshape(-1, r, r)  # M⁻¹ e [naux, r, r]
     d_pad = jnp.concatenate([d, jnp.zeros((1, r, r), d.dtype)])
 
