@@ -102,6 +102,8 @@ class LabelSettings:
             raise InputError(f"conv_tol must be positive, got {self.conv_tol}")
         if self.labeller not in LABELLERS:
             raise InputError(f"unknown labeller {self.labeller!r}; known: {sorted(LABELLERS)}")
+        if self.labeller == "jaxks":
+            _jaxks_functionals(self)
         object.__setattr__(self, "base", self.base.lower())
         object.__setattr__(self, "target", self.target.lower())
         object.__setattr__(self, "grid_level", int(self.grid_level))
@@ -192,6 +194,16 @@ def pyscf_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray
     return out
 
 
+def _jaxks_functionals(settings: LabelSettings) -> dict:
+    """The jaxks functionals of base and target; InputError for a name jaxks does not have."""
+    from jaxks.xc import get_xc
+
+    try:
+        return {tag: get_xc(getattr(settings, tag)) for tag in TAGS}
+    except ValueError as err:
+        raise InputError(f"the jaxks labeller: {err}") from None
+
+
 def jaxks_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray]:
     """Base and target labels from the jaxks engine: the same quantities as :func:`pyscf_label`
     (same basis, auxiliary basis, grid level and density fitting; exact exchange by
@@ -205,12 +217,8 @@ def jaxks_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray
     from jaxks.forces import force_integrals, forces
     from jaxks.integrals import integrals_from_pyscf, make_grids
     from jaxks.scf import SCFOptions, run_scf
-    from jaxks.xc import get_xc
 
-    try:
-        functionals = {tag: get_xc(getattr(settings, tag)) for tag in TAGS}
-    except ValueError as err:
-        raise InputError(f"the jaxks labeller: {err}") from None
+    functionals = _jaxks_functionals(settings)
     omegas = {sr_omega(xc) for xc in functionals.values()} - {0.0}
     if len(omegas) > 1:
         raise InputError(f"the jaxks labeller needs one omega for both functionals, got {omegas}")

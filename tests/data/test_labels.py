@@ -150,3 +150,12 @@ def test_jaxks_labeller_equals_pyscf_labeller():
             assert ours[f"{tag}/{key}"].shape == ref[f"{tag}/{key}"].shape
     np.testing.assert_allclose(ours["overlap"], ref["overlap"], rtol=0, atol=1e-14)
     assert abs(ours["target/energy"] - ours["base/energy"]) > 1e-3
+
+
+def test_jaxks_labeller_refuses_functionals_it_lacks():
+    import pytest
+
+    from jaxks.system import InputError
+
+    with pytest.raises(InputError, match="the jaxks labeller: Unknown exchange-correlation"):
+        LabelSettings(labeller="jaxks", target="b3lyp")
