@@ -5,7 +5,10 @@ energy density (Hartree/Bohr³) with libxc's own small-density screening. Potent
 automatic differentiation of e, so they are consistent with the energy to all orders.
 
 Which libxc terms each name means was checked with ``pyscf.dft.libxc.parse_xc`` (PySCF 2.14,
-libxc 7.0.0). Note PySCF's "vwn" is VWN5 (libxc LDA_C_VWN, id 7), not VWN_RPA (id 8), and PySCF's
+libxc 7.0.0). For the hybrids "hse06" and "pbe0" ``terms`` is only the semilocal part (libxc
+evaluates them as one id: HYB_GGA_XC_HSE06 = 1·WPBEH(ω=0) − 0.25·WPBEH(ω=0.11) + GGA_C_PBE and
+HYB_GGA_XC_PBEH = 0.75·GGA_X_PBE + GGA_C_PBE, checked term by term against libxc's output); the
+exact exchange is described by ``exact_exchange``, ``sr_exchange`` and ``omega`` and is the SCF's job. Note PySCF's "vwn" is VWN5 (libxc LDA_C_VWN, id 7), not VWN_RPA (id 8), and PySCF's
 bare "lda" is Slater exchange only; here "lda" means PySCF's "lda,vwn".
 """
 
@@ -19,6 +22,7 @@ import jax.numpy as jnp
 
 from jaxks.xc import lda as _lda
 from jaxks.xc import pbe as _pbe
+from jaxks.xc import wpbeh as _wpbeh
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,9 @@ class XCTerm:
 
     Attributes:
         libxc_name: the libxc functional it reproduces, e.g. "GGA_X_PBE".
-        energy_density: e(ρ, σ) [...] → [...], Hartree/Bohr³ (closed shell, libxc screening included).
+        energy_density: e(ρ, σ) [...] → [...], Hartree/Bohr³ (closed shell, libxc screening included);
+            a plain function, or a frozen dataclass carrying the term's parameters (e.g.
+            ``GgaXWpbeh(omega=0.11)``), so that the term stays hashable (a jit static argument).
         weight: coefficient in the sum.
     """
     libxc_name: str
@@ -42,6 +48,16 @@ LDA_C_PW = XCTerm("LDA_C_PW", _lda.lda_c_pw)
 LDA_C_PW_MOD = XCTerm("LDA_C_PW_MOD", _lda.lda_c_pw_mod)
 GGA_X_PBE = XCTerm("GGA_X_PBE", _pbe.gga_x_pbe)
 GGA_C_PBE = XCTerm("GGA_C_PBE", _pbe.gga_c_pbe)
+#: ωPBE exchange at ω = 0 (the full-range Ernzerhof-Perdew-hole exchange) and at HSE06's ω = 0.11.
+GGA_X_WPBEH = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=0.0))
+GGA_X_WPBEH_HSE06 = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=0.11))
+
+#: HSE06 range separation ω (Bohr⁻¹) and short-range exact-exchange fraction (libxc HYB_GGA_XC_HSE06,
+#: PySCF ``rsh_coeff("hse06") == (0.11, 0.0, 0.25)``).
+HSE06_OMEGA = 0.11
+HSE06_SR_EXCHANGE = 0.25
+#: PBE0 full-range exact-exchange fraction (libxc HYB_GGA_XC_PBEH, PySCF ``hybrid_coeff("pbe0")``).
+PBE0_EXACT_EXCHANGE = 0.25
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,20 @@ def _pbe(name):
     return XCFunctional(name, "gga", "pbe", (GGA_X_PBE, GGA_C_PBE))
 
 
+def _hse06(name):
+    """libxc HYB_GGA_XC_HSE06: semilocal part WPBEH(ω=0) − ¼ WPBEH(ω=0.11) + PBE correlation,
+    plus ¼ short-range (erfc(ωr)/r) exact exchange at ω = 0.11 Bohr⁻¹."""
+    sr_x = XCTerm("GGA_X_WPBEH", GGA_X_WPBEH_HSE06.energy_density, weight=-HSE06_SR_EXCHANGE)
+    return XCFunctional(name, "gga", "hse06", (GGA_X_WPBEH, sr_x, GGA_C_PBE),
+                        sr_exchange=HSE06_SR_EXCHANGE, omega=HSE06_OMEGA)
+
+
+def _pbe0(name):
+    """libxc HYB_GGA_XC_PBEH (PBE0): ¾ PBE exchange + PBE correlation + ¼ full-range exact exchange."""
+    x = XCTerm("GGA_X_PBE", GGA_X_PBE.energy_density, weight=1.0 - PBE0_EXACT_EXCHANGE)
+    return XCFunctional(name, "gga", "pbe0", (x, GGA_C_PBE), exact_exchange=PBE0_EXACT_EXCHANGE)
+
+
 _REGISTRY: dict[str, XCFunctional] = {
     "lda": _lda_vwn("lda"),
     "lda,vwn": _lda_vwn("lda,vwn"),
@@ -129,6 +159,12 @@ _REGISTRY: dict[str, XCFunctional] = {
     "slater": XCFunctional("slater", "lda", "lda,", (LDA_X,)),
     "pbe": _pbe("pbe"),
     "pbe,pbe": _pbe("pbe,pbe"),
+    # hybrids: only the semilocal part is evaluated here; exact exchange is the SCF's job
+    "hse06": _hse06("hse06"),
+    "hyb_gga_xc_hse06": _hse06("hyb_gga_xc_hse06"),
+    "pbe0": _pbe0("pbe0"),
+    "pbeh": _pbe0("pbeh"),
+    "hyb_gga_xc_pbeh": _pbe0("hyb_gga_xc_pbeh"),
 }
 
 

@@ -9,8 +9,8 @@ from pyscf.dft import libxc
 import jaxks  # noqa: F401  (float64)
 from jaxks.xc import eval_xc, get_xc
 from jaxks.xc import registry
-from tests.xc.test_lda import (TERM_PYSCF, assert_close_to_libxc, assert_relative, jax_values,
-                               libxc_reference, sample_points)
+from tests.xc.compare import (TERM_PYSCF, assert_close_to_libxc, assert_relative, jax_values,
+                              libxc_reference, sample_points)
 
 GGA_TERMS = [registry.GGA_X_PBE, registry.GGA_C_PBE]
 
