@@ -76,20 +76,13 @@ def test_unknown_functional_is_a_clear_error(water_xyz, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("xc_name", ["sr-pbe-test", "hse06"])
-def test_hybrid_scf_json_and_forces(water_xyz, capsys, xc_name):
-    """A range-separated hybrid through the CLI: the same JSON keys as PBE, energy and forces as
-    PySCF's DF-RKS. "sr-pbe-test" (0.25 SR-HF(ω=0.11) + PBE) is registered here; "hse06" runs
-    where the registry has it."""
+def test_hse06_scf_json_and_forces(water_xyz, capsys):
+    """HSE06 through the CLI: the same JSON keys as PBE, energy and forces as PySCF's DF-RKS."""
     from jaxks.integrals import make_grids
-    from jaxks.xc import get_xc, register
-    from tests.test_exchange import SR_PBE
+    from jaxks.xc import get_xc
 
-    register(SR_PBE)
-    try:
-        xc = get_xc(xc_name)
-    except ValueError:
-        pytest.skip(f"{xc_name} is not in the functional registry of this tree")
+    xc_name = "hse06"
+    xc = get_xc(xc_name)
     args = ["scf", str(water_xyz), "--basis", "def2-svp", "--grid-level", "0", "--forces",
             "--json"]
     assert main(args + ["--xc", "pbe"]) == 0

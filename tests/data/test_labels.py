@@ -115,25 +115,11 @@ def test_sigkill_then_rerun_completes_identically(tmp_path):
             np.testing.assert_array_equal(xa[k], xb[k], err_msg=f"frame {i} {k}")
 
 
-def _register_sr_hybrid() -> str:
-    """0.25 SR-HF(ω = 0.11) + PBE registered under the string PySCF parses (so both labellers
-    run it); the registry's own "hse06" replaces it once it exists."""
-    from tests.test_exchange import SR_PBE
-    import dataclasses
-
-    from jaxks.xc import register
-
-    name = SR_PBE.pyscf_xc.lower()
-    register(dataclasses.replace(SR_PBE, name=name))
-    return name
-
-
 def test_jaxks_labeller_equals_pyscf_labeller():
     from jaxks.data.labels import jaxks_label
 
-    target = _register_sr_hybrid()
     system = make_system(WATER_DIMER)
-    settings = LabelSettings(basis="sto-3g", grid_level=0, conv_tol=1e-12, target=target)
+    settings = LabelSettings(basis="sto-3g", grid_level=0, conv_tol=1e-12)  # PBE -> HSE06
     ours = jaxks_label(system, settings)
     ref = pyscf_label(system, settings)
     assert set(ours) == set(ref)
