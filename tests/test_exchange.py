@@ -148,7 +148,6 @@ def test_implicit_gradient_of_hybrid_solution_matches_finite_differences():
     0.446461) when written, above 1e-5, while this SR-HF + PBE functional (the same exact
     exchange) passes: the difference sits in the ωPBE semilocal part's derivatives, not in K.
     """
-    hse06 = SR_PBE
     mol, _, ints = _mol_ints("water", "def2-svp", OMEGA)
     term = ExternalPotential()
     params = electric_field_params(mol, [0.01, -0.02, 0.015])
@@ -161,11 +160,11 @@ def test_implicit_gradient_of_hybrid_solution_matches_finite_differences():
         return res.energy + 3.0 * res.mo_energy[n - 1] + jnp.vdot(c @ c.T, probe + probe.T)
 
     def loss(theta):
-        return observables(solve(ints, hse06, term=term, params=dict(params, theta=theta),
+        return observables(solve(ints, SR_PBE, term=term, params=dict(params, theta=theta),
                                  options=tight, adjoint=AdjointOptions(tol=1e-12)))
 
     def loss_fd(theta):
-        res = run_scf(ints, hse06, term=term, params=dict(params, theta=jnp.asarray(theta)),
+        res = run_scf(ints, SR_PBE, term=term, params=dict(params, theta=jnp.asarray(theta)),
                       options=tight)
         assert bool(res.converged)
         return float(observables(res))
