@@ -25,6 +25,8 @@ Terms (every "∂" at fixed Γ; μ ∈ A: AO μ sits on atom A; ∇ acts on the 
   the AO centres (grid fixed: PySCF's ``grid_response=False``), or with grid points and Becke
   weights moving with the atoms (:mod:`jaxks.grid_weights`, PySCF's ``grid_response=True``).
 * nuclear repulsion: autodiff of Σ_{A<B} Z_A Z_B / R_AB.
+* exact exchange of hybrids: :func:`jaxks.exchange.exchange_gradient` (the same 3-centre and
+  2-centre derivative integrals; for short-range exchange those of erfc(ωr)/r, ``fints.sr``).
 
 Memory: the one tensor of size 3·n_aux·n_ao² (``int3c2e_ip1``) is contracted block by block of
 auxiliary shells in a ``lax.scan``; small ones are stored, large ones are computed by PySCF block
@@ -39,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxks import exchange
 from jaxks.grid_weights import GridGeometry
 # Derivative integrals come from the integrals stage (the one place that calls PySCF).
 from jaxks.integrals.derivatives import ForceIntegrals, force_integrals, ip1_block  # noqa: F401
@@ -137,9 +140,9 @@ def energy_gradient(gamma, fock, ints, fints: ForceIntegrals, xc, *,
     from jaxks.scf import resolve_xc
 
     xc = resolve_xc(xc)
-    if getattr(xc, "exact_exchange", 0.0):
-        raise NotImplementedError(f"forces of hybrid functionals ({xc.name}: exact exchange) are "
-                                  "not implemented")
+    if getattr(xc, "sr_exchange", 0.0) and fints.sr is None:
+        raise ValueError(f"forces of {xc.name} need the short-range derivative integrals: build "
+                         f"them with force_integrals(..., omega={xc.omega})")
     if grid_response and fints.grid is None:
         raise ValueError("grid_response=True needs the grid geometry: build the force integrals "
                          "with force_integrals(..., grid_level=...) or grids=...")
@@ -157,6 +160,8 @@ def _energy_gradient_impl(gamma, fock, ints, fints, xc, grid_response):
     grad = grad + jax.grad(nuclear_repulsion)(r0, ints.atom_charges)
     grid = fints.grid if grid_response else None
     grad = grad + jax.grad(lambda r: xc_energy_at(gamma, ints, xc, r, grid))(r0)
+    if exchange.needs_exchange(xc):
+        grad = grad + exchange.exchange_gradient(gamma, ints, fints, xc)
     return grad
 
 

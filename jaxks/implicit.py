@@ -51,7 +51,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxks import linalg
+from jaxks import exchange, linalg
 from jaxks.integrals import Integrals
 from jaxks.krylov import gmres
 from jaxks.linalg import orthogonalizer
@@ -305,6 +305,7 @@ def solve(ints: Integrals, xc="pbe", *, term=None, params=None,
         :class:`SCFResult`.
     """
     xc = resolve_xc(xc)
+    exchange.check_integrals(ints, xc)
     if guess is None:
         guess = ints.guess
     warm = adjoint_guess is not None

@@ -2,9 +2,10 @@
 
 Energy of a closed-shell density matrix Γ (total, tr ΓS = N_elec), atomic units:
 
-    E[Γ] = tr(Γh) + ½ tr(Γ J[Γ]) + E_xc[Γ] + E_term(Γ, θ) + E_nuc
+    E[Γ] = tr(Γh) + ½ tr(Γ J[Γ]) + E_xc[Γ] + E_K[Γ] + E_term(Γ, θ) + E_nuc
     J_μν = Σ_P B_P,μν Σ_λσ B_P,λσ Γ_λσ                     (density-fitted Coulomb)
-    F[Γ] = ∂E/∂Γ = h + J[Γ] + V_xc[Γ] + ∂E_term/∂Γ
+    E_K  = −¼ tr(Γ (α K[Γ] + β K_SR[Γ]))                   (exact exchange of hybrids, jaxks.exchange)
+    F[Γ] = ∂E/∂Γ = h + J[Γ] + V_xc[Γ] − ½(α K + β K_SR) + ∂E_term/∂Γ
     F C = S C ε  (canonical orthogonalisation X, XᵀSX = 1),   Γ = 2 Σ_{i<N/2} c_i c_iᵀ
 
 ``E_term`` is the extension point: any hashable callable ``term(Γ, θ) -> scalar`` (a neural
@@ -28,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxks import exchange
 from jaxks.integrals import Integrals
 from jaxks.linalg import orthogonalizer
 from jaxks.numint import xc_energy_potential
@@ -67,13 +69,15 @@ EnergyTerm = Callable[[jax.Array, Any], jax.Array]
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class EnergyParts:
-    """Components of the total energy (Hartree)."""
+    """Components of the total energy (Hartree); ``xc`` includes the exact exchange of a hybrid,
+    ``exact_exchange`` is that part alone."""
 
     one_electron: jax.Array
     coulomb: jax.Array
     xc: jax.Array
     term: jax.Array
     nuclear: jax.Array
+    exact_exchange: jax.Array | float = 0.0
 
     @property
     def total(self) -> jax.Array:
@@ -157,13 +161,17 @@ def fock_matrix(gamma, ints: Integrals, xc: XCFunctional, term: EnergyTerm | Non
     j = coulomb(gamma, ints.cderi)
     exc, vxc = xc_energy_potential(gamma, ints, xc)
     fock = h + j + vxc
+    e_k = jnp.zeros((), gamma.dtype)
+    if exchange.needs_exchange(xc):
+        e_k, v_k = exchange.exchange_energy_fock(gamma, ints, xc)
+        exc, fock = exc + e_k, fock + v_k
     if term is not None:
         e_term, v_term = jax.value_and_grad(term)(gamma, params)
         fock = fock + 0.5 * (v_term + v_term.T)
     else:
         e_term = jnp.zeros((), gamma.dtype)
     parts = EnergyParts(one_electron=jnp.vdot(gamma, h), coulomb=0.5 * jnp.vdot(gamma, j),
-                        xc=exc, term=e_term, nuclear=ints.e_nuc)
+                        xc=exc, term=e_term, nuclear=ints.e_nuc, exact_exchange=e_k)
     return fock, parts
 
 
@@ -380,6 +388,7 @@ def run_scf(ints: Integrals, xc: str | XCFunctional = "pbe", *, term: EnergyTerm
         :class:`SCFResult` (and a dict of timings ``compile``, ``scf`` in seconds if asked).
     """
     xc = resolve_xc(xc)
+    exchange.check_integrals(ints, xc)
     if guess is None:
         guess = ints.guess if ints.guess is not None else core_guess(ints)
     traced_before = TRACE_COUNT["scf_loop"]

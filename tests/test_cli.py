@@ -70,3 +70,33 @@ def test_bad_input_exit_status(tmp_path, capsys):
     assert "unknown element: 'Qq'" in capsys.readouterr().err
     assert main(["scf", str(tmp_path / "missing.xyz")]) == 2
     assert "cannot read xyz file" in capsys.readouterr().err
+
+
+def test_unknown_functional_is_a_clear_error(water_xyz, capsys):
+    assert main(["scf", str(water_xyz), "--xc", "nosuchfunctional", "--grid-level", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown exchange-correlation functional 'nosuchfunctional'" in err
+    assert "Traceback" not in err
+
+
+def test_hse06_scf_json_and_forces(water_xyz, capsys):
+    """HSE06 through the CLI: the same JSON keys as PBE, energy and forces as PySCF's DF-RKS."""
+    from jaxks.integrals import make_grids
+    from jaxks.xc import get_xc
+
+    xc_name = "hse06"
+    xc = get_xc(xc_name)
+    args = ["scf", str(water_xyz), "--basis", "def2-svp", "--grid-level", "0", "--forces",
+            "--json"]
+    assert main(args + ["--xc", "pbe"]) == 0
+    keys_pbe = json.loads(capsys.readouterr().out)
+    assert main(args + ["--xc", xc_name]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == set(keys_pbe) and set(out["energy_parts_eh"]) == set(
+        keys_pbe["energy_parts_eh"])
+    mol = make_system(geo.WATER, grid_level=0).to_pyscf()
+    ref = pyscf_rks(mol, xc.pyscf_xc, "def2-universal-jkfit", make_grids(mol, 0))
+    assert abs(out["energy_eh"] - ref.e_tot) < 1e-8
+    assert out["energy_parts_eh"]["exact_exchange"] < -0.5
+    g_ref = ref.nuc_grad_method().kernel()
+    np.testing.assert_allclose(np.array(out["forces_hartree_per_bohr"]), -g_ref, atol=1e-6)

@@ -42,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--base", default="pbe", help="base functional (default: pbe)")
     p.add_argument("--target", default="hse06", help="target functional (default: hse06)")
     add_basis_arguments(p)
+    p.add_argument("--engine", choices=["pyscf", "jaxks"], default="pyscf",
+                   help="SCF engine: PySCF (default) or jaxks (PySCF integrals only; both "
+                   "functionals must be in the jaxks registry)")
     p.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy tolerance, Eh "
                    "(default: 1e-10)")
     p.add_argument("--max-cycles", type=int, default=100, help="SCF iteration limit (default: 100)")
@@ -114,7 +117,7 @@ def run_label(args) -> int:
     settings = LabelSettings(base=args.base, target=args.target, basis=args.basis,
                              auxbasis=args.auxbasis, grid_level=args.grid_level,
                              conv_tol=args.conv_tol, max_cycle=args.max_cycles,
-                             grid_response=args.grid_response)
+                             grid_response=args.grid_response, labeller=args.engine)
     systems = read_frames(args.input, charge=args.charge)
     indices = list(range(len(systems)))
     if args.frames:

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from jaxks.exchange import sr_omega
 from jaxks.units import EV_PER_HARTREE
 
 
@@ -73,7 +74,8 @@ def summarize(system, result, timings: dict, window: int = 4) -> dict:
         basis=system.basis, auxbasis=system.auxbasis, grid_level=system.grid_level,
         energy_eh=float(result.energy),
         energy_parts_eh=dict(one_electron=float(p.one_electron), coulomb=float(p.coulomb),
-                             xc=float(p.xc), correction=float(p.term), nuclear=float(p.nuclear)),
+                             xc=float(p.xc), exact_exchange=float(p.exact_exchange),
+                             correction=float(p.term), nuclear=float(p.nuclear)),
         homo_eh=float(result.homo), lumo_eh=float(result.lumo),
         gap_ev=float(result.gap * EV_PER_HARTREE), orbitals=orbitals,
         # every orbital, so scripts can take any window or a density of states
@@ -118,19 +120,20 @@ def run(args) -> int:
 
         model = load_model(args.model, base_xc=args.xc)
     xc = args.xc or (model.base_xc if model else "pbe")
+    functional = resolve_functional(xc)
     system = System.from_xyz(args.xyz, basis=args.basis, auxbasis=args.auxbasis,
                              grid_level=args.grid_level, charge=args.charge)
     t0 = time.perf_counter()
-    ints = compute_integrals(system)
+    ints = compute_integrals(system, omega=sr_omega(functional))
     term, params = model.prepare(system.to_pyscf()) if model else (None, None)
     t_int = time.perf_counter() - t0
-    result, timings = run_scf(ints, xc, term=term, params=params, options=scf_options(args),
+    result, timings = run_scf(ints, functional, term=term, params=params, options=scf_options(args),
                               warn=False, return_timings=True)
     times = dict(integrals=t_int, compile=timings["compile"], scf=timings["scf"])
     forces = None
     if args.forces:
         t0 = time.perf_counter()
-        forces = compute_forces(system, ints, result, xc, model, args.grid_response)
+        forces = compute_forces(system, ints, result, functional, model, args.grid_response)
         times["forces"] = time.perf_counter() - t0
     s = summarize(system, result, times)
     s["xc"] = xc
@@ -144,6 +147,17 @@ def run(args) -> int:
         print(f"jaxks: warning: SCF did not converge in {s['cycles']} cycles", file=sys.stderr)
         return 3
     return 0
+
+
+def resolve_functional(name: str):
+    """The registered functional ``name``; an unknown name is an InputError (exit status 2)."""
+    from jaxks.system import InputError
+    from jaxks.xc import get_xc
+
+    try:
+        return get_xc(name)
+    except ValueError as err:
+        raise InputError(str(err)) from None
 
 
 def compute_forces(system, ints, result, xc, model=None, grid_response=False):
@@ -162,7 +176,9 @@ def compute_forces(system, ints, result, xc, model=None, grid_response=False):
     """
     from jaxks.forces import force_integrals, forces
 
-    fints = force_integrals(system, grid_level=system.grid_level if grid_response else None)
+    xc = resolve_functional(xc)
+    fints = force_integrals(system, grid_level=system.grid_level if grid_response else None,
+                            omega=sr_omega(xc))
     f = forces(result, ints, fints, xc, grid_response=grid_response)
     if model is not None:
         f = f + model.forces(system.to_pyscf(), result.gamma)

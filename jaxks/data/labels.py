@@ -102,6 +102,8 @@ class LabelSettings:
             raise InputError(f"conv_tol must be positive, got {self.conv_tol}")
         if self.labeller not in LABELLERS:
             raise InputError(f"unknown labeller {self.labeller!r}; known: {sorted(LABELLERS)}")
+        if self.labeller == "jaxks":
+            _jaxks_functionals(self)
         object.__setattr__(self, "base", self.base.lower())
         object.__setattr__(self, "target", self.target.lower())
         object.__setattr__(self, "grid_level", int(self.grid_level))
@@ -192,8 +194,71 @@ def pyscf_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray
     return out
 
 
+def _jaxks_functionals(settings: LabelSettings) -> dict:
+    """The jaxks functionals of base and target; InputError for a name jaxks does not have."""
+    from jaxks.xc import get_xc
+
+    try:
+        return {tag: get_xc(getattr(settings, tag)) for tag in TAGS}
+    except ValueError as err:
+        raise InputError(f"the jaxks labeller: {err}") from None
+
+
+def jaxks_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray]:
+    """Base and target labels from the jaxks engine: the same quantities as :func:`pyscf_label`
+    (same basis, auxiliary basis, grid level and density fitting; exact exchange by
+    :mod:`jaxks.exchange`), PySCF supplying integrals only. Both functionals must be in the jaxks
+    registry. ``fock`` is F[Γ] at the final Γ and ``mo_energy``/``mo_coeff`` its eigenpairs.
+
+    SCF stopping: |ΔE| < ``conv_tol`` and commutator norm < max(1e-9, 0.01·√conv_tol) (tighter
+    than PySCF's default √conv_tol gradient test, so Fock matrices and orbital energies settle).
+    """
+    from jaxks.exchange import sr_omega
+    from jaxks.forces import force_integrals, forces
+    from jaxks.integrals import integrals_from_pyscf, make_grids
+    from jaxks.scf import SCFOptions, run_scf
+
+    functionals = _jaxks_functionals(settings)
+    omegas = {sr_omega(xc) for xc in functionals.values()} - {0.0}
+    if len(omegas) > 1:
+        raise InputError(f"the jaxks labeller needs one omega for both functionals, got {omegas}")
+    omega = omegas.pop() if omegas else 0.0
+    mol = system.to_pyscf(basis=settings.basis)
+    grids = make_grids(mol, settings.grid_level)
+    ints = integrals_from_pyscf(mol, settings.auxbasis, settings.grid_level, grids=grids,
+                                omega=omega)
+    fints = force_integrals(mol, settings.auxbasis,
+                            grids=grids if settings.grid_response else None, omega=omega)
+    options = SCFOptions(e_tol=settings.conv_tol, max_cycles=settings.max_cycle,
+                         comm_tol=max(1e-9, 0.01 * settings.conv_tol ** 0.5))
+    out = {"atomic_numbers": np.asarray(system.atomic_numbers, dtype=np.int64),
+           "coords": np.array(system.coords, dtype=np.float64),
+           "charge": np.array(system.charge, dtype=np.int64),
+           "overlap": np.asarray(ints.S, dtype=np.float64)}
+    for tag in TAGS:
+        xc = functionals[tag]
+        res = run_scf(ints, xc, options=options, warn=False)
+        f = forces(res, ints, fints, xc, grid_response=settings.grid_response)
+        n_mo = res.mo_energy.shape[0]
+        occ = np.zeros(n_mo)
+        occ[:res.n_occ] = 2.0
+        out.update({
+            f"{tag}/energy": np.array(float(res.energy), dtype=np.float64),
+            f"{tag}/forces": np.asarray(f, dtype=np.float64),
+            f"{tag}/fock": np.asarray(res.fock, dtype=np.float64),
+            f"{tag}/mo_energy": np.asarray(res.mo_energy, dtype=np.float64),
+            f"{tag}/mo_coeff": np.asarray(res.mo_coeff, dtype=np.float64),
+            f"{tag}/mo_occ": occ,
+            f"{tag}/dm": np.asarray(res.gamma, dtype=np.float64),
+            f"{tag}/converged": np.array(bool(res.converged)),
+            f"{tag}/cycles": np.array(int(res.cycles), dtype=np.int64),
+        })
+    return out
+
+
 #: Labellers by name (``LabelSettings.labeller``).
-LABELLERS: dict[str, Callable[[System, LabelSettings], dict]] = {"pyscf": pyscf_label}
+LABELLERS: dict[str, Callable[[System, LabelSettings], dict]] = {"pyscf": pyscf_label,
+                                                                 "jaxks": jaxks_label}
 
 
 def get_labeller(name: str) -> Callable[[System, LabelSettings], dict]:

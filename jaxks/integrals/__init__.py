@@ -14,6 +14,10 @@ For a :class:`~jaxks.system.System` we compute, once per geometry,
 * ``cderi``  whitened density-fitting tensor B_P,μν = Σ_Q (L⁻¹)_PQ (Q|μν), with (P|Q) = L Lᵀ,
              stored on the packed lower triangle μ ≥ ν (PySCF's ``pack_tril`` order)  [naux, nao(nao+1)/2]
              so that (μν|λσ) ≈ Σ_P B_P,μν B_P,λσ (the same approximation as PySCF's ``density_fit``)
+* ``cderi_sr`` (only when asked for, ``omega`` > 0) the same whitened tensor of the short-range
+             operator erfc(ωr)/r, 3-centre and 2-centre integrals both short-range (PySCF's
+             range-separated density fitting, ``mol.with_range_coulomb(-ω)``), for the
+             short-range exact exchange of HSE-type hybrids (:mod:`jaxks.exchange`)
 * the integration grid (coordinates [ngrid, 3] Bohr, weights [ngrid]), padded with zero-weight
   points to a whole number of blocks so the XC integration can ``lax.scan`` over equal blocks,
 * ``guess``  PySCF's MINAO initial density matrix [nao, nao],
@@ -63,10 +67,12 @@ class Integrals:
     atom_charges: jax.Array
     guess: jax.Array | None = None
     screen: AOScreen | None = None
+    cderi_sr: jax.Array | None = None
     n_elec: int = dataclasses.field(metadata=dict(static=True), default=0)
     nao: int = dataclasses.field(metadata=dict(static=True), default=0)
     n_mo: int = dataclasses.field(metadata=dict(static=True), default=0)
     block_size: int = dataclasses.field(metadata=dict(static=True), default=0)
+    omega: float = dataclasses.field(metadata=dict(static=True), default=0.0)
 
     @property
     def hcore(self) -> jax.Array:
@@ -205,6 +211,14 @@ def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
     return out
 
 
+def range_separated_cderi(mol, auxmol, omega: float, max_block_mb: float = 512.0) -> np.ndarray:
+    """Whitened short-range tensor B^SR = L_SR⁻¹ (P|erfc(ωr₁₂)/r₁₂|μν), (P|erfc|Q) = L_SR L_SRᵀ,
+    packed on μ ≥ ν [naux, nao(nao+1)/2] (ω in Bohr⁻¹; :func:`cholesky_cderi` under PySCF's
+    ``with_range_coulomb(-ω)``, the same integrals PySCF's RSH density fitting uses)."""
+    with mol.with_range_coulomb(-omega), auxmol.with_range_coulomb(-omega):
+        return cholesky_cderi(mol, auxmol, max_block_mb)
+
+
 def _aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
     """An uninitialised C-contiguous float64 array whose data starts on an ``align``-byte boundary.
 
@@ -251,7 +265,8 @@ def _grid_block_size(nao: int, n_grid: int, deriv_comps: int = 4,
 
 
 def compute_integrals(system: System, *, block_size: int | None = None,
-                      ao_cutoff: float | None = AO_CUTOFF, return_timings: bool = False):
+                      ao_cutoff: float | None = AO_CUTOFF, return_timings: bool = False,
+                      omega: float = 0.0):
     """Compute every integral the SCF needs for ``system`` (PySCF, host side, once).
 
     Args:
@@ -260,6 +275,8 @@ def compute_integrals(system: System, *, block_size: int | None = None,
         ao_cutoff: AO screening threshold (:data:`jaxks.basis.AO_CUTOFF`; see
             :func:`jaxks.basis.screen_blocks`), or None to evaluate every AO on every point.
         return_timings: also return :class:`IntegralTimings`.
+        omega: > 0 (Bohr⁻¹) adds the short-range exchange tensor ``cderi_sr`` that HSE-type
+            functionals need (``jaxks.exchange.sr_omega(xc)`` gives it for a functional).
 
     Returns:
         :class:`Integrals` (and :class:`IntegralTimings` if ``return_timings``).
@@ -267,12 +284,12 @@ def compute_integrals(system: System, *, block_size: int | None = None,
     mol = system.to_pyscf()
     return integrals_from_pyscf(mol, auxbasis=system.auxbasis, grid_level=system.grid_level,
                                 block_size=block_size, ao_cutoff=ao_cutoff,
-                                return_timings=return_timings)
+                                return_timings=return_timings, omega=omega)
 
 
 def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
                          block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
-                         return_timings: bool = False):
+                         return_timings: bool = False, omega: float = 0.0):
     """As :func:`compute_integrals`, from a PySCF ``Mole`` (optionally with ready-made ``grids``)."""
     if mol.cart:
         raise InputError("Cartesian basis functions (mol.cart=True) are not supported")
@@ -284,7 +301,9 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     V = mol.intor_symmetric("int1e_nuc")
     e_nuc = mol.energy_nuc()
     t1 = time.perf_counter()
-    cderi = cholesky_cderi(mol, auxmol_for(mol, auxbasis))
+    auxmol = auxmol_for(mol, auxbasis)
+    cderi = cholesky_cderi(mol, auxmol)
+    cderi_sr = range_separated_cderi(mol, auxmol, omega) if omega else None
     t2 = time.perf_counter()
     if grids is None:
         grids = make_grids(mol, grid_level)
@@ -314,8 +333,9 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
         atom_coords=jnp.asarray(mol.atom_coords()), atom_charges=jnp.asarray(mol.atom_charges(),
                                                                             dtype=jnp.float64),
         guess=jnp.asarray(guess),
+        cderi_sr=None if cderi_sr is None else _to_device(cderi_sr), omega=float(omega),
         n_elec=int(mol.nelectron), nao=int(mol.nao), n_mo=n_mo, block_size=int(block_size))
-    del cderi
+    del cderi, cderi_sr
     if return_timings:
         return ints, IntegralTimings(t1 - t0, t2 - t1, t3 - t2)
     return ints

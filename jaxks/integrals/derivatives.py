@@ -60,6 +60,7 @@ class ForceIntegrals:
     aux_atom_flat: jax.Array
     fit: jax.Array
     grid: GridGeometry | None = None
+    sr: "ForceIntegrals | None" = None
 
     @property
     def natm(self) -> int:
@@ -133,7 +134,8 @@ def ip1_block(fints: ForceIntegrals, index) -> jax.Array:
 
 
 def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = None, grids=None,
-                    max_block_mb: float = 256.0, store_mb: float = STORE_MB) -> ForceIntegrals:
+                    max_block_mb: float = 256.0, store_mb: float = STORE_MB,
+                    omega: float = 0.0) -> ForceIntegrals:
     """Compute the derivative integrals of one geometry (see :class:`ForceIntegrals`).
 
     Args:
@@ -145,6 +147,9 @@ def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = No
         max_block_mb: size of one block of ``int3c2e_ip1`` (MB).
         store_mb: store the whole ``int3c2e_ip1`` tensor when it is at most this large (MB),
             otherwise stream it block by block at every force evaluation.
+        omega: > 0 (Bohr⁻¹): also the derivative integrals of erfc(ωr)/r (field ``sr``) that the
+            short-range exchange of HSE-type functionals needs; always stored (a streamed block
+            would be computed after the range setting of the Mole is restored).
     Returns:
         :class:`ForceIntegrals`. Memory: O(natm·n_ao² + n_aux²) plus either the stored 3-centre
         derivatives (8·3·n_aux·n_ao² bytes) or one block of them while the forces run.
@@ -201,6 +206,12 @@ def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = No
         source = next(_NEXT_ID)
         _SOURCES[source] = (mol, auxmol, tuple(blocks), blk)
 
+    sr = None
+    if omega:
+        with mol.with_range_coulomb(-omega):
+            sr = force_integrals(mol, auxbasis, max_block_mb=max_block_mb,
+                                 store_mb=float("inf"))
+
     geom = None
     if grids is None and grid_level is not None:
         grids = make_grids(mol, grid_level)
@@ -213,4 +224,4 @@ def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = No
         ip1_source=jnp.asarray(source, dtype=jnp.int32), aux_index=jnp.asarray(aux_index),
         aux_atom=jnp.asarray(aux_atom), ip2c=jnp.asarray(auxmol.intor("int2c2e_ip1", comp=3)),
         aux_atom_flat=jnp.asarray(aux_atom_flat),
-        fit=jnp.asarray(Whitening.of(auxmol).fit_matrix()), grid=geom)
+        fit=jnp.asarray(Whitening.of(auxmol).fit_matrix()), grid=geom, sr=sr)

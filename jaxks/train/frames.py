@@ -90,6 +90,18 @@ def label_system(labels: dict, settings) -> System:
                   auxbasis=settings.auxbasis, grid_level=settings.grid_level)
 
 
+def _base_omega(name: str) -> float:
+    """ω of the short-range exchange tensor a hybrid base functional needs (0.0: none, or a name
+    jaxks does not know — training then stops with the registry's message)."""
+    from jaxks.exchange import sr_omega
+    from jaxks.xc import get_xc
+
+    try:
+        return sr_omega(get_xc(name))
+    except ValueError:
+        return 0.0
+
+
 def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis,
                    elements: Sequence[str], *, n_virtual: int = 1, include_core: bool = False,
                    with_forces: bool = True, block_size: int = 1024,
@@ -106,14 +118,15 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
         block_size: grid block size (fixed, so padded sizes are comparable).
     """
     records = []
+    omega = _base_omega(settings.base)
     for k, labels in enumerate(label_frames):
         system = label_system(labels, settings)
         mol = system.to_pyscf()
         # unscreened: the AO screen's padded shapes depend on the geometry, and the frames of
         # one bucket are stacked into one array per field (one compiled step per composition)
-        ints = compute_integrals(system, block_size=block_size, ao_cutoff=None)
+        ints = compute_integrals(system, block_size=block_size, ao_cutoff=None, omega=omega)
         # from the Mole, not the System: no grid geometry (no grid response in training)
-        fints = force_integrals(mol, settings.auxbasis) if with_forces else None
+        fints = force_integrals(mol, settings.auxbasis, omega=omega) if with_forces else None
         pdata = projector_overlaps(mol, basis)
         pder = projector_derivatives(mol, basis) if with_forces else None
         z = system.atomic_numbers

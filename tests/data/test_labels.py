@@ -113,3 +113,35 @@ def test_sigkill_then_rerun_completes_identically(tmp_path):
         assert set(xa) == set(xb)
         for k in xa:
             np.testing.assert_array_equal(xa[k], xb[k], err_msg=f"frame {i} {k}")
+
+
+def test_jaxks_labeller_equals_pyscf_labeller():
+    from jaxks.data.labels import jaxks_label
+
+    system = make_system(WATER_DIMER)
+    settings = LabelSettings(basis="sto-3g", grid_level=0, conv_tol=1e-12)  # PBE -> HSE06
+    ours = jaxks_label(system, settings)
+    ref = pyscf_label(system, settings)
+    assert set(ours) == set(ref)
+    for tag in ("base", "target"):
+        assert bool(ours[f"{tag}/converged"]) and bool(ref[f"{tag}/converged"])
+        np.testing.assert_allclose(ours[f"{tag}/energy"], ref[f"{tag}/energy"], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(ours[f"{tag}/forces"], ref[f"{tag}/forces"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(ours[f"{tag}/fock"], ref[f"{tag}/fock"], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(ours[f"{tag}/mo_energy"], ref[f"{tag}/mo_energy"], rtol=0,
+                                   atol=1e-7)
+        np.testing.assert_allclose(ours[f"{tag}/dm"], ref[f"{tag}/dm"], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(ours[f"{tag}/mo_occ"], ref[f"{tag}/mo_occ"])
+        for key in ("energy", "forces", "fock", "mo_energy", "mo_coeff", "dm"):
+            assert ours[f"{tag}/{key}"].shape == ref[f"{tag}/{key}"].shape
+    np.testing.assert_allclose(ours["overlap"], ref["overlap"], rtol=0, atol=1e-14)
+    assert abs(ours["target/energy"] - ours["base/energy"]) > 1e-3
+
+
+def test_jaxks_labeller_refuses_functionals_it_lacks():
+    import pytest
+
+    from jaxks.system import InputError
+
+    with pytest.raises(InputError, match="the jaxks labeller: Unknown exchange-correlation"):
+        LabelSettings(labeller="jaxks", target="b3lyp")

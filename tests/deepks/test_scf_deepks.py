@@ -25,10 +25,17 @@ def random_model(seed=0, hidden=(32, 32)):
     return DeePKSTerm.for_model(config, basis), params
 
 
-def test_monomer_matches_pyscf_with_same_correction():
+@pytest.mark.parametrize("base", ["pbe", "sr-hybrid"])
+def test_monomer_matches_pyscf_with_same_correction(base):
+    """Also on a hybrid base (0.25 SR-HF(ω = 0.11) + PBE: exact exchange in the Fock build)."""
     from pyscf import dft, lib
 
+    from jaxks.exchange import sr_omega
     from jaxks.integrals import integrals_from_pyscf, make_grids
+    from jaxks.xc import get_xc
+    from tests.test_exchange import SR_PBE
+
+    xc = SR_PBE if base == "sr-hybrid" else get_xc(base)
 
     system = make_system(geo.WATER, basis="sto-3g", grid_level=0)
     mol = system.to_pyscf()
@@ -37,7 +44,7 @@ def test_monomer_matches_pyscf_with_same_correction():
     theta = deepks_params(params, projector_overlaps(mol))
     energy = jax.jit(term)
 
-    mf = dft.RKS(mol, xc="pbe").density_fit(auxbasis=AUX)
+    mf = dft.RKS(mol, xc=xc.pyscf_xc).density_fit(auxbasis=AUX)
     mf.grids = grids
     mf.small_rho_cutoff = 0
     mf.conv_tol = 1e-12
@@ -54,8 +61,8 @@ def test_monomer_matches_pyscf_with_same_correction():
     e_ref = mf.kernel()
     assert mf.converged
 
-    ints = integrals_from_pyscf(mol, AUX, 0, grids=grids)
-    res = scf_mod.run_scf(ints, "pbe", term=term, params=theta,
+    ints = integrals_from_pyscf(mol, AUX, 0, grids=grids, omega=sr_omega(xc))
+    res = scf_mod.run_scf(ints, xc, term=term, params=theta,
                           options=scf_mod.SCFOptions(e_tol=1e-12, comm_tol=1e-8))
     assert bool(res.converged)
     e_delta = float(res.parts.term)

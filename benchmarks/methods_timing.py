@@ -1,0 +1,261 @@
+"""PBE, HSE06 and DeePKS-ES: SCF and SCF + forces for (H2O)_n, jaxks and PySCF side by side.
+
+Identical settings for both engines and all methods: basis, auxiliary basis, the same PySCF grid
+object (no density pruning), SCF stopping at |ΔE| < 1e-9 Eh (jaxks also commutator < 1e-5;
+PySCF conv_tol 1e-9), forces without grid response.
+
+* jaxks: integrals (PySCF, host), compile, steady-state SCF (the compiled loop run a second time
+  from the same guess), derivative integrals, force evaluation (second call, compiled).
+* PySCF: one ``mf.kernel()`` of DF-RKS (its DF tensors included) and one ``nuc_grad_method()``.
+* HSE06 is the registry's ``hse06`` where this tree has it; otherwise a stand-in with the same
+  exact-exchange work — 0.25·SR-HF(ω = 0.11) + PBE (``hse06-standin``: the ωPBE semilocal part is
+  replaced by PBE, same grid work) — and the table says which ran.
+* DeePKS-ES: PBE + a *random, untrained* small DeePKS model (default projector basis, hidden
+  (32, 32), seed 0) — timing only. PySCF runs it the DeePKS-kit way (the correction's energy and
+  potential added in ``get_veff``, evaluated by the same JAX code); no PySCF forces for it.
+
+Ratios: HSE06/PBE and DeePKS/PBE of the steady-state SCF time per engine (and of SCF + forces).
+
+    python benchmarks/methods_timing.py --sizes 1 2 4 8 16 --out benchmarks/results/methods_timing_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxks  # noqa: E402, F401
+from common import machine, peak_rss_gb, report, water_cluster  # noqa: E402
+from jaxks.exchange import sr_omega  # noqa: E402
+from jaxks.forces import force_integrals, forces  # noqa: E402
+from jaxks.integrals import integrals_from_pyscf, make_grids  # noqa: E402
+from jaxks.scf import SCFOptions, run_scf  # noqa: E402
+from jaxks.system import System  # noqa: E402
+from jaxks.xc import XCFunctional, get_xc  # noqa: E402
+from jaxks.xc.registry import GGA_C_PBE, GGA_X_PBE  # noqa: E402
+
+OPTS = SCFOptions(e_tol=1e-9, comm_tol=1e-5)
+
+
+def hse06():
+    """The registry's HSE06, or the stand-in described in the module docstring."""
+    try:
+        return get_xc("hse06")
+    except ValueError:
+        return XCFunctional("hse06-standin", "gga", "0.25*SR_HF(0.11)+PBE,PBE",
+                            (GGA_X_PBE, GGA_C_PBE), sr_exchange=0.25, omega=0.11)
+
+
+def random_deepks(seed=0):
+    """A random, untrained small DeePKS model (timing only)."""
+    from jaxks.deepks import ModelConfig, default_basis, init_model
+    from jaxks.deepks.io import DeePKSModel
+
+    basis = default_basis()
+    config = ModelConfig(basis.shell_sections, hidden=(32, 32))
+    params = init_model(config, jax.random.PRNGKey(seed))
+    params = dataclasses.replace(params, shift=jnp.full(config.ndesc, 0.2))
+    return DeePKSModel(config=config, params=params, basis=basis, base_xc="pbe")
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out)
+    return out, time.perf_counter() - t
+
+
+def bench_jaxks(mol, grids, aux, level, method, with_forces):
+    xc = hse06() if method == "hse06" else get_xc("pbe")
+    model = random_deepks() if method == "deepks" else None
+    omega = sr_omega(xc)
+    ints, t_int = _timed(lambda: integrals_from_pyscf(mol, aux, level, grids=grids, omega=omega))
+    term, params = model.prepare(mol) if model else (None, None)
+    res, t = run_scf(ints, xc, term=term, params=params, options=OPTS, return_timings=True)
+    res, t_scf = _timed(lambda: run_scf(ints, xc, term=term, params=params, options=OPTS))
+    row = dict(jaxks_int_s=t_int, jaxks_compile_s=t["compile"], jaxks_scf_s=t_scf,
+               jaxks_cycles=int(res.cycles), jaxks_conv=bool(res.converged),
+               E_jaxks=float(res.energy), name=xc.name)
+    if with_forces:
+        fints, t_dint = _timed(lambda: force_integrals(mol, aux, omega=omega))
+
+        def f():
+            out = forces(res, ints, fints, xc)
+            if model is not None:
+                out = out + model.forces(mol, res.gamma)
+            return out
+
+        _, t_first = _timed(f)
+        f_ours, t_force = _timed(f)
+        row.update(jaxks_dint_s=t_dint, jaxks_force_first_s=t_first, jaxks_force_s=t_force,
+                   F_jaxks=np.asarray(f_ours))
+        del fints
+    del ints
+    return row
+
+
+def bench_pyscf(mol, grids, aux, method, with_forces):
+    from pyscf import dft, lib
+
+    xc = {"pbe": "pbe", "deepks": "pbe"}.get(method) or hse06().pyscf_xc
+    mf = dft.RKS(mol, xc=xc).density_fit(auxbasis=aux)
+    mf.grids = grids
+    mf.small_rho_cutoff = 0
+    mf.conv_tol = 1e-9
+    mf.verbose = 0
+    if method == "deepks":
+        from jaxks.deepks import correction_potential
+
+        model = random_deepks()
+        term, theta = model.prepare(mol)
+        energy = jax.jit(term)
+        potential = jax.jit(lambda g, t: correction_potential(term, g, t))
+        base_veff = mf.get_veff
+
+        def get_veff(mol=None, dm=None, *args, **kwargs):
+            v = base_veff(mol, dm, *args, **kwargs)
+            g = jnp.asarray(dm)
+            return lib.tag_array(np.asarray(v) + np.asarray(potential(g, theta)), ecoul=v.ecoul,
+                                 exc=v.exc + float(energy(g, theta)), vj=v.vj, vk=v.vk)
+
+        mf.get_veff = get_veff
+    t0 = time.perf_counter()
+    e = mf.kernel()
+    row = dict(pyscf_scf_s=time.perf_counter() - t0, pyscf_cycles=mf.cycles, E_pyscf=e)
+    if with_forces and method != "deepks":
+        g = mf.nuc_grad_method()
+        g.verbose = 0
+        t0 = time.perf_counter()
+        de = g.kernel()
+        row.update(pyscf_force_s=time.perf_counter() - t0, F_pyscf=-np.asarray(de))
+    return row
+
+
+def bench(n, method, args):
+    system = System.from_symbols(*water_cluster(n), basis=args.basis, auxbasis=args.auxbasis,
+                                 grid_level=args.grid_level)
+    mol = system.to_pyscf()
+    mol.max_memory = 16000
+    grids = make_grids(mol, args.grid_level)
+    with_forces = n <= args.forces_max
+    r = bench_jaxks(mol, grids, args.auxbasis, args.grid_level, method, with_forces)
+    row = dict(n=n, method=r["name"] + ("+random-deepks" if method == "deepks" else ""),
+               nao=mol.nao, **{k: v for k, v in r.items()
+                               if k not in ("E_jaxks", "F_jaxks", "name")})
+    row["peak_rss_gb"] = peak_rss_gb()
+    if n <= args.pyscf_max:
+        p = bench_pyscf(mol, grids, args.auxbasis, method, with_forces)
+        row.update(pyscf_scf_s=p["pyscf_scf_s"], pyscf_cycles=p["pyscf_cycles"],
+                   pyscf_force_s=p.get("pyscf_force_s", float("nan")),
+                   dE_Eh=abs(p["E_pyscf"] - r["E_jaxks"]),
+                   maxdF=(float(np.max(np.abs(p["F_pyscf"] - r["F_jaxks"])))
+                          if "F_pyscf" in p and "F_jaxks" in r else float("nan")))
+    return row
+
+
+def fock_build_times(n, args, repeat=5):
+    """Seconds of one jitted Fock build (energy + F at the converged PBE density), PBE vs HSE06,
+    timed alternately ``repeat`` times each, best taken: a per-iteration cost ratio that a
+    shared, noisy machine distorts less than whole SCF runs started minutes apart."""
+    from jaxks.scf import fock_matrix
+
+    system = System.from_symbols(*water_cluster(n), basis=args.basis, auxbasis=args.auxbasis,
+                                 grid_level=args.grid_level)
+    mol = system.to_pyscf()
+    grids = make_grids(mol, args.grid_level)
+    xcs = {"pbe": get_xc("pbe"), "hse06": hse06()}
+    ints = integrals_from_pyscf(mol, args.auxbasis, args.grid_level, grids=grids,
+                                omega=sr_omega(xcs["hse06"]))
+    gamma = run_scf(ints, "pbe", options=OPTS).gamma
+    build = jax.jit(lambda g, i, xc: fock_matrix(g, i, xc, None, None)[0],
+                    static_argnames="xc")
+    best = {k: float("inf") for k in xcs}
+    for k, xc in xcs.items():
+        jax.block_until_ready(build(gamma, ints, xc=xc))  # compile
+    for _ in range(repeat):
+        for k, xc in xcs.items():
+            _, t = _timed(lambda: build(gamma, ints, xc=xc))
+            best[k] = min(best[k], t)
+    return dict(n=n, nao=ints.nao, naux=ints.naux, ngrid=ints.n_grid, fock_pbe_s=best["pbe"],
+                fock_hse06_s=best["hse06"], ratio=best["hse06"] / best["pbe"],
+                hse06=xcs["hse06"].name)
+
+
+def ratios(rows):
+    """Per n and engine: HSE06/PBE and DeePKS/PBE of the SCF time and of SCF + forces."""
+    by = {(r["n"], r["method"].split("+")[0] if "deepks" not in r["method"] else "deepks"): r
+          for r in rows}
+    out = []
+    for n in sorted({r["n"] for r in rows}):
+        pbe = by.get((n, "pbe"))
+        if pbe is None:
+            continue
+        row = dict(n=n)
+        for key in sorted({m for (nn, m) in by if nn == n} - {"pbe"}):
+            other = by[(n, key)]
+            tag = "hse06" if key.startswith("hse06") else key
+            row[f"jaxks_{tag}/pbe_scf"] = other["jaxks_scf_s"] / pbe["jaxks_scf_s"]
+            if "jaxks_force_s" in other and "jaxks_force_s" in pbe:
+                row[f"jaxks_{tag}/pbe_scf+forces"] = (
+                    (other["jaxks_scf_s"] + other["jaxks_force_s"])
+                    / (pbe["jaxks_scf_s"] + pbe["jaxks_force_s"]))
+            if "pyscf_scf_s" in other and "pyscf_scf_s" in pbe:
+                row[f"pyscf_{tag}/pbe_scf"] = other["pyscf_scf_s"] / pbe["pyscf_scf_s"]
+                if tag != "deepks" and np.isfinite(other["pyscf_force_s"]):
+                    row[f"pyscf_{tag}/pbe_scf+forces"] = (
+                        (other["pyscf_scf_s"] + other["pyscf_force_s"])
+                        / (pbe["pyscf_scf_s"] + pbe["pyscf_force_s"]))
+        out.append(row)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    ap.add_argument("--methods", nargs="+", default=["pbe", "hse06", "deepks"],
+                    choices=["pbe", "hse06", "deepks"])
+    ap.add_argument("--basis", default="def2-svp")
+    ap.add_argument("--auxbasis", default="def2-universal-jkfit")
+    ap.add_argument("--grid-level", type=int, default=3)
+    ap.add_argument("--pyscf-max", type=int, default=16, help="largest n also run with PySCF")
+    ap.add_argument("--forces-max", type=int, default=16, help="largest n with forces")
+    ap.add_argument("--fock-only", action="store_true",
+                    help="only time single Fock builds, PBE vs HSE06 (see fock_build_times)")
+    ap.add_argument("--out", help="append the markdown tables to this file")
+    args = ap.parse_args(argv)
+    if args.fock_only:
+        rows = []
+        for n in args.sizes:
+            rows.append(fock_build_times(n, args))
+            print(rows[-1], flush=True)
+        report(f"\n## One Fock build, PBE vs HSE06 (best of 5, alternating), {args.basis}, aux "
+               f"{args.auxbasis}, grid level {args.grid_level}\nMachine: {machine()}. Seconds."
+               "\n\n", rows, args.out)
+        return
+    rows = []
+    for n in args.sizes:
+        for method in args.methods:
+            rows.append(bench(n, method, args))
+            print(rows[-1], flush=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{k: r.get(k, "-") for k in keys} for r in rows]
+    header = (f"\n## PBE / HSE06 / DeePKS-ES, {args.basis}, aux {args.auxbasis}, grid level "
+              f"{args.grid_level}\nMachine: {machine()}. Times in seconds; `dE_Eh` = "
+              "|E_jaxks − E_PySCF|, `maxdF` = max |F_jaxks − F_PySCF| (Eh/Bohr).\n\n")
+    report(header, rows, args.out)
+    rat = ratios(rows)
+    if rat:
+        report("\n### Time ratios to PBE (same engine, same run)\n\n", rat, args.out)
+
+
+if __name__ == "__main__":
+    main()
