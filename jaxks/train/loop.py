@@ -66,6 +66,7 @@ _COMPILED: dict = {}
 
 
 def scf_options(cfg: TrainConfig) -> SCFOptions:
+    """The :class:`SCFOptions` of the config's [scf] section (Hartree tolerances, cycle cap)."""
     s = cfg.scf
     return SCFOptions(max_cycles=s.max_cycles, e_tol=s.e_tol, comm_tol=s.comm_tol,
                       level_shift=s.level_shift, damping=s.damping)

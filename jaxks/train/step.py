@@ -30,7 +30,7 @@ from jaxks.train.losses import LossWeights, OrbitalWindow, loss_terms
 from jaxks.train.predict import PredictSetup, predict_fixed, predict_scf
 
 #: Times a step function has been traced (compiled): one per bucket and stage set-up expected.
-TRACE_COUNT = {"train_step": 0, "frame_loss": 0}
+TRACE_COUNT = {"train_step": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,6 @@ def frame_loss(params, inputs, target, guess, setup: LossSetup, probe=0.0):
     ``probe`` (end-to-end mode): a scalar whose gradient counts the adjoint matrix-vector
     products. Returns (L, aux) with aux = {terms: {name: value}, converged, cycles, gamma}.
     """
-    TRACE_COUNT["frame_loss"] += 1
     if setup.mode == "fixed":
         pred = predict_fixed(params, inputs, setup.predict)
     else:

@@ -347,7 +347,8 @@ SHARDED_SCRIPT = textwrap.dedent("""
     for name, devices in (("two", None), ("one", jax.devices()[:1])):
         cfg = train_config(sys.argv[2] + "/" + name, "fixed", steps=3, batch_size=2)
         res = loop.train(cfg, records, stream=None, devices=devices)
-        out[name] = [float(x.ravel()[0]) for x in jax.tree_util.tree_leaves(res.model.params)]
+        out[name] = [float(v) for x in jax.tree_util.tree_leaves(res.model.params)
+                     for v in x.ravel()]
     print(json.dumps(out))
 """)
 
