@@ -81,9 +81,12 @@ def report(header: str, rows: list[dict], out: str | None, footer: str = "") -> 
 
 
 def markdown_table(rows: list[dict]) -> str:
-    keys = list(rows[0])
+    """Rows as a markdown table; columns: every key in order of first appearance (a row
+    without a key shows an empty cell)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        lines.append("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])
-                                       for k in keys) + " |")
+        lines.append("| " + " | ".join(
+            f"{r[k]:.3g}" if isinstance(r.get(k), float) else str(r.get(k, ""))
+            for k in keys) + " |")
     return "\n".join(lines)

@@ -12,9 +12,14 @@ one bucket of the trainer is built from them. Timed separately, in the same proc
   (vmapped SCF of the same batch), so the backward/adjoint part is their difference.
 
 Compile times are reported apart (first call minus steady state). Steady-state times are the
-best of ``--repeat`` calls. Run::
+best of ``--repeat`` calls. Each size runs in its own process with a time limit
+(``--timeout``): with jax/jaxlib 0.10.1 on the CPU a wide vmapped end-to-end step (8 dimers)
+intermittently never returns (every XLA worker thread idle, the caller waiting on the result;
+batches of 1-2 frames ran), so ``--e2e-batch`` sets the end-to-end batch apart and a hung size
+gives a row that says so instead of blocking the table. Run::
 
-    python benchmarks/train_timing.py --sizes 1 2 4 8 --out benchmarks/results/train_timing_cpu.md
+    python benchmarks/train_timing.py --sizes 1 2 4 8 --e2e-batch 2 \
+        --out benchmarks/results/train_timing_cpu.md
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ def labelled(n: int, frames: int, grid_level: int, root: str) -> str:
     return out
 
 
-def timed(fn, repeat):
+def timed(fn, repeat, what=""):
+    """(first call, best of ``repeat`` further calls) in seconds; progress on stderr."""
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     first = time.perf_counter() - t0
@@ -68,6 +74,7 @@ def timed(fn, repeat):
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
         best = min(best, time.perf_counter() - t0)
+    print(f"  {what}: first {first:.3g} s, steady {best:.3g} s", file=sys.stderr, flush=True)
     return first, best
 
 
@@ -88,17 +95,19 @@ def bench(n: int, args) -> dict:
     pos = np.resize(np.arange(len(records)), width).astype(np.int32)
     weights = np.ones(width)
     params = tr.state["params"]
+    e2e_width = args.e2e_batch or width
+    e2e_pos, e2e_weights = pos[:e2e_width], weights[:e2e_width]
 
     # one forward SCF of one frame (DeePKS term on), warm start from its PBE density
     r0 = records[0]
     theta = DeePKSParams(model=params, overlaps=r0.frame.overlaps, element_onehot=r0.frame.onehot)
     fwd1 = lambda: run_scf(r0.frame.ints, "pbe", term=tr.term, params=theta,  # noqa: E731
                            options=tr.options, guess=jnp.asarray(r0.base["dm"]), warn=False).gamma
-    c_fwd1, t_fwd1 = timed(fwd1, args.repeat)
+    c_fwd1, t_fwd1 = timed(fwd1, args.repeat, "scf_1frame")
 
     # fixed mode: refresh (vmapped SCF + cache), then steps
     c_ref, t_ref = timed(lambda: tr.build_caches(fixed, params, scf=True)
-                         or tr.data[0].inputs.gamma, 1)
+                         or tr.data[0].inputs.gamma, 1, "refresh")
     optimizer, _ = loop.make_optimizer(cfg, params, fixed)
     state0 = dict(tr.state)
 
@@ -107,13 +116,13 @@ def bench(n: int, args) -> dict:
         tr.run_step(fixed, 0, optimizer, 0, pos, weights)
         return tr.state["params"]
 
-    c_fix, t_fix = timed(fixed_step, args.repeat)
+    c_fix, t_fix = timed(fixed_step, args.repeat, "fixed_step")
 
     # end-to-end: forward half alone (vmapped SCF of the batch from the same warm starts) ...
     setup = tr.predict_setup(scf)
     frames = tr.data[0].frame_stack()
-    guesses = jnp.take(tr.state["gammas"][tr.buckets[0].key], jnp.asarray(pos), axis=0)
-    batch = jax.tree_util.tree_map(lambda x: jnp.take(x, jnp.asarray(pos), axis=0), frames)
+    guesses = jnp.take(tr.state["gammas"][tr.buckets[0].key], jnp.asarray(e2e_pos), axis=0)
+    batch = jax.tree_util.tree_map(lambda x: jnp.take(x, jnp.asarray(e2e_pos), axis=0), frames)
 
     @jax.jit
     def forward(params, batch, guesses):
@@ -126,59 +135,103 @@ def bench(n: int, args) -> dict:
             return g, info["cycle"]
         return jax.vmap(one)(batch, guesses)
 
-    c_fw, t_fw = timed(lambda: forward(params, batch, guesses), args.repeat)
+    c_fw, t_fw = timed(lambda: forward(params, batch, guesses), args.repeat,
+                       "e2e_forward")
     cycles = float(np.mean(np.asarray(forward(params, batch, guesses)[1])))
     # ... and the whole step (forward + implicit gradient + update)
     opt_scf, _ = loop.make_optimizer(cfg, params, scf)
 
     def scf_step():
         tr.state.update(state0)
-        diag = tr.run_step(scf, 0, opt_scf, 0, pos, weights)
+        diag = tr.run_step(scf, 0, opt_scf, 0, e2e_pos, e2e_weights)
         scf_step.diag = diag
         return tr.state["params"]
 
-    c_e2e, t_e2e = timed(scf_step, args.repeat)
+    c_e2e, t_e2e = timed(scf_step, args.repeat, "e2e_step")
+    matvecs = float(np.mean(np.asarray(scf_step.diag["matvecs"])))
     return {"n": n, "nao": r0.frame.ints.nao, "batch": width,
             "scf_1frame_s": t_fwd1,
             "refresh_s": t_ref, "fixed_step_s": t_fix,
             "fixed_frames_per_s": width / t_fix,
             "fixed_step/scf_1frame": t_fix / t_fwd1,
+            "e2e_batch": e2e_width,
             "e2e_forward_s": t_fw, "e2e_step_s": t_e2e,
             "e2e_backward_s": t_e2e - t_fw,
-            "e2e_frames_per_s": width / t_e2e,
-            "e2e_step/frame/scf_1frame": t_e2e / width / t_fwd1,
-            "mean_cycles": cycles,
+            "e2e_frames_per_s": e2e_width / t_e2e,
+            "e2e_step/frame/scf_1frame": t_e2e / e2e_width / t_fwd1,
+            "mean_cycles": cycles, "adjoint_matvecs": matvecs,
             "compile_fixed_s": c_fix - t_fix, "compile_e2e_s": c_e2e - t_e2e,
             "peak_rss_gb": peak_rss_gb()}
 
 
+def bench_in_subprocess(n: int, argv: list[str], timeout: float) -> dict:
+    """``bench(n)`` in a fresh process (its own memory and compile cache), killed after
+    ``timeout`` seconds: a run that hangs (see the module docstring) gives a row saying so."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--one", str(n)] + argv
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"n": n, "note": f"did not finish in {timeout:.0f} s"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"n": n, "note": f"failed (exit {done.returncode}): {done.stderr[-300:]}"}
+
+
 def main(argv=None) -> int:
+    import json
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--e2e-batch", type=int, default=0,
+                   help="frames per end-to-end step (default: --batch)")
     p.add_argument("--grid-level", type=int, default=1)
     p.add_argument("--force-weight", type=float, default=0.0,
                    help="force loss weight (forces hold 3·naux·nao² integrals per frame)")
-    p.add_argument("--adjoint-tol", type=float, default=1e-9)
+    p.add_argument("--adjoint-tol", type=float, default=1e-7,
+                   help="relative adjoint tolerance (default: the training default)")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--data", default="data/train_timing")
+    p.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds allowed per size (each size runs in its own process)")
+    p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from pyscf import lib
 
     lib.num_threads(1)  # labelling only; JAX uses every core
+    if args.one is not None:  # worker: one size, the row as JSON on stdout
+        print(json.dumps(bench(args.one, args)), flush=True)
+        return 0
+    passed = [a for a in (argv if argv is not None else sys.argv[1:])]
+    passed = [a for i, a in enumerate(passed)
+              if a != "--out" and (i == 0 or passed[i - 1] != "--out")
+              and a != "--sizes" and not _after(passed, i, "--sizes")]
     rows = []
     for n in args.sizes:
-        rows.append(bench(n, args))
+        rows.append(bench_in_subprocess(n, passed, args.timeout))
         print(rows[-1], file=sys.stderr, flush=True)
     header = (f"\n## Training step timing ({machine()})\n\nPBE base, def2-SVP, "
               f"def2-universal-jkfit, grid level {args.grid_level}, 108→100→100→100→1 network, "
-              f"batch {args.batch}, force weight {args.force_weight}, adjoint tol "
-              f"{args.adjoint_tol}; seconds are steady state (best of {args.repeat}); "
-              "e2e_backward = e2e_step − e2e_forward (implicit gradient + update).\n\n")
+              f"batch {args.batch} (end-to-end: {args.e2e_batch or args.batch}), force weight "
+              f"{args.force_weight}, adjoint tol {args.adjoint_tol}; seconds are steady state "
+              f"(best of {args.repeat}); e2e_backward = e2e_step − e2e_forward (implicit "
+              "gradient + update); adjoint_matvecs per frame.\n\n")
     report(header, rows, args.out)
     return 0
+
+
+def _after(argv, i, flag):
+    """argv[i] is a value of ``flag`` (between it and the next option)."""
+    j = i
+    while j > 0 and not argv[j - 1].startswith("--"):
+        j -= 1
+    return j > 0 and argv[j - 1] == flag and not argv[i].startswith("--")
 
 
 if __name__ == "__main__":

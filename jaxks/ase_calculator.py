@@ -34,7 +34,8 @@ class JaxksCalculator(Calculator):
 
     Args:
         xc: functional name (default ``"pbe"``, or the model's base functional).
-        model: DeePKS model: a path to a ``model.npz`` written by ``jaxks train`` or a loaded
+        model: DeePKS model: a built-in name (``"water"``), a path to a ``model.npz`` written
+            by ``jaxks train``, or a loaded
             :class:`jaxks.deepks.io.DeePKSModel`; ``None`` for the plain functional.
         basis, auxbasis, grid_level, charge: as for :class:`jaxks.system.System`.
         options: :class:`jaxks.scf.SCFOptions` (tighten ``e_tol``/``comm_tol`` for MD).
@@ -60,6 +61,17 @@ class JaxksCalculator(Calculator):
 
             model = load_model(model, base_xc=self.parameters.xc)
         self.model = model
+        if model is not None:
+            # a model is bound to its training settings: take them unless given; a different
+            # value given explicitly is an error (jaxks.models.check_settings)
+            from jaxks.models import check_settings, model_settings
+
+            keys = ("basis", "auxbasis", "grid_level")
+            check_settings(model, "model", **{k: kwargs[k] for k in keys if k in kwargs})
+            trained = model_settings(model)
+            for k in keys:
+                if k not in kwargs and k in trained:
+                    self.parameters[k] = trained[k]
         self.options = options or SCFOptions()
         self.scf_result = None
         self._gamma = None

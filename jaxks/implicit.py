@@ -50,6 +50,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxks import exchange, linalg
 from jaxks.integrals import Integrals
@@ -208,9 +209,26 @@ def _info(s):
     return dict(converged=s["converged"], cycle=s["cycle"], delta_e=s["delta_e"], comm=s["comm"])
 
 
+def _values(tree):
+    """The values of a pytree of ``CustomVJPPrimal`` leaves, and whether any leaf is perturbed."""
+    leaves, treedef = jax.tree_util.tree_flatten(
+        tree, is_leaf=lambda x: isinstance(x, CustomVJPPrimal))
+    values = [x.value if isinstance(x, CustomVJPPrimal) else x for x in leaves]
+    perturbed = any(getattr(x, "perturbed", False) for x in leaves)
+    return jax.tree_util.tree_unflatten(treedef, values), perturbed
+
+
 def _scf_density_fwd(xc, term, options, adjoint, warm, ints, params, guess, adjoint_guess, probe):
+    # symbolic zeros: which inputs are differentiated. Training differentiates θ only; the
+    # cotangent of the integrals (reverse mode through the AO evaluation on the whole grid)
+    # is then neither traced nor compiled.
+    ints, ints_on = _values(ints)
+    params, params_on = _values(params)
+    guess, adjoint_guess, probe = (_values(x)[0] for x in (guess, adjoint_guess, probe))
     s = _scf_loop(ints, params, guess, xc, term, options)
-    return (s["gamma"], _info(s)), (ints, params, s["gamma"], guess, adjoint_guess, probe)
+    # the flags travel in the residuals' tree structure (None vs ()), not as traced values
+    flags = tuple(() if on else None for on in (ints_on, params_on))
+    return (s["gamma"], _info(s)), (ints, params, s["gamma"], guess, adjoint_guess, probe, flags)
 
 
 class AdjointNotConvergedWarning(RuntimeWarning):
@@ -230,8 +248,11 @@ def _warn_adjoint(residual, tol):
 
 
 def _scf_density_bwd(xc, term, options, adjoint, warm, res, cotangents):
-    ints, params, gamma, guess, adjoint_guess, probe = res
-    gbar = _sym(cotangents[0])
+    ints, params, gamma, guess, adjoint_guess, probe, (ints_on, params_on) = res
+    gbar = cotangents[0]
+    if isinstance(gbar, SymbolicZero):
+        gbar = jnp.zeros_like(gamma)
+    gbar = _sym(gbar)
 
     # ∂Φ/∂Γ = L ∘ ∂F/∂Γ with both factors self-adjoint on symmetric matrices (L: see
     # projector_response; ∂F/∂Γ is the Hessian of E), so (∂Φ/∂Γ)ᵀ u = ∂F/∂Γ[L u]: one
@@ -252,13 +273,19 @@ def _scf_density_bwd(xc, term, options, adjoint, warm, res, cotangents):
     if adjoint.warn:
         # the host decides: under vmap a lax.cond would run both branches
         jax.debug.callback(_warn_adjoint, rel, adjoint.tol)
-    _, vjp_theta = jax.vjp(lambda i, p: scf_map(gamma, i, p, xc, term), ints, params)
-    ints_bar, params_bar = vjp_theta(u)
+    ints_bar = params_bar = None  # None: a zero cotangent for an input not differentiated
+    if ints_on is not None and params_on is not None:
+        _, vjp_theta = jax.vjp(lambda i, p: scf_map(gamma, i, p, xc, term), ints, params)
+        ints_bar, params_bar = vjp_theta(u)
+    elif params_on is not None:
+        params_bar, = jax.vjp(lambda p: scf_map(gamma, ints, p, xc, term), params)[1](u)
+    elif ints_on is not None:
+        ints_bar, = jax.vjp(lambda i: scf_map(gamma, i, params, xc, term), ints)[1](u)
     return (ints_bar, params_bar, jnp.zeros_like(guess), u.astype(adjoint_guess.dtype),
             n_matvec.astype(probe.dtype))
 
 
-scf_density.defvjp(_scf_density_fwd, _scf_density_bwd)
+scf_density.defvjp(_scf_density_fwd, _scf_density_bwd, symbolic_zeros=True)
 
 
 def solve(ints: Integrals, xc="pbe", *, term=None, params=None,

@@ -23,25 +23,52 @@ def register(sub) -> None:
                    help="also compute nuclear forces (printed in Eh/Bohr and eV/Angstrom)")
     p.add_argument("--grid-response", action="store_true",
                    help="include the integration grid's response in the forces")
-    p.add_argument("--model", metavar="FILE",
-                   help="DeePKS model file: run DeePKS-SCF (base functional from the model "
-                   "unless --xc is given)")
+    p.add_argument("--model", metavar="FILE|NAME",
+                   help="DeePKS model file, or a built-in model name (water): run DeePKS-SCF "
+                   "with the model's base functional, basis, auxiliary basis and grid level")
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="write the results as JSON to PATH (or stdout when no PATH is given)")
     p.set_defaults(func=run)
 
 
-def add_basis_arguments(p) -> None:
-    """--basis, --auxbasis, --grid-level with jaxks's defaults (shared by scf and data label)."""
-    p.add_argument("--basis", default="def2-svp", help="orbital basis (default: def2-svp)")
-    p.add_argument("--auxbasis", default="def2-universal-jkfit",
-                   help="density-fitting basis (default: def2-universal-jkfit)")
-    p.add_argument("--grid-level", type=int, default=3, help="PySCF grid level 0-9 (default: 3)")
+#: Defaults of --basis, --auxbasis, --grid-level (``jaxks scf`` without a model, ``jaxks label``).
+BASIS_DEFAULTS = dict(basis="def2-svp", auxbasis="def2-universal-jkfit", grid_level=3)
+
+
+def add_basis_arguments(p, model_defaults: bool = False) -> None:
+    """--basis, --auxbasis, --grid-level with jaxks's defaults (shared by scf and data label).
+
+    ``model_defaults``: leave them None when not given, so that a DeePKS model's own settings
+    can fill them in (:func:`resolve_model_settings`)."""
+    d = {k: (None if model_defaults else v) for k, v in BASIS_DEFAULTS.items()}
+    note = ", or the model's" if model_defaults else ""
+    p.add_argument("--basis", default=d["basis"],
+                   help=f"orbital basis (default: def2-svp{note})")
+    p.add_argument("--auxbasis", default=d["auxbasis"],
+                   help=f"density-fitting basis (default: def2-universal-jkfit{note})")
+    p.add_argument("--grid-level", type=int, default=d["grid_level"],
+                   help=f"PySCF grid level 0-9 (default: 3{note})")
+
+
+def resolve_model_settings(args, model) -> None:
+    """Fill --basis, --auxbasis, --grid-level left out by the user: the model's training
+    settings when there is a model, else :data:`BASIS_DEFAULTS`. A setting given explicitly
+    that differs from the model's is a ModelFileError (exit status 2)."""
+    from jaxks.models import check_settings, model_settings
+
+    trained = {}
+    if model is not None:
+        check_settings(model, args.model, basis=args.basis, auxbasis=args.auxbasis,
+                       grid_level=args.grid_level, base=args.xc)
+        trained = model_settings(model)
+    for key, default in BASIS_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, trained.get(key, default))
 
 
 def add_system_arguments(p) -> None:
     p.add_argument("--xc", default=None, help="functional (default: pbe, or the model's base)")
-    add_basis_arguments(p)
+    add_basis_arguments(p, model_defaults=True)
     p.add_argument("--charge", type=int, default=0, help="total charge (default: 0)")
 
 
@@ -119,6 +146,7 @@ def run(args) -> int:
         from jaxks.deepks.io import load_model
 
         model = load_model(args.model, base_xc=args.xc)
+    resolve_model_settings(args, model)
     xc = args.xc or (model.base_xc if model else "pbe")
     functional = resolve_functional(xc)
     system = System.from_xyz(args.xyz, basis=args.basis, auxbasis=args.auxbasis,

@@ -21,11 +21,15 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="evaluate a model against the target labels",
                        description="Energy, force, eigenvalue, gap and Hamiltonian errors of the "
                        "base functional and of the model (DeePKS-SCF) against the target.")
-    e.add_argument("model", help="model file written by jaxks train")
+    e.add_argument("model", help="model file written by jaxks train, or a built-in model name "
+                   "(water)")
     e.add_argument("data", nargs="+", help="labelled dataset folder(s)")
     e.add_argument("--out", help="write eval.json / eval.md (and plots) here")
     e.add_argument("--plot", action="store_true", help="parity and DOS plots (PNG)")
     e.add_argument("--max-frames", type=int, default=0)
+    e.add_argument("--no-timing", dest="timing", action="store_false",
+                   help="skip the DeePKS-SCF / base SCF wall-time ratio (one frame per "
+                   "composition, timed after compilation)")
     e.add_argument("--label", default="",
                    help="name the result files eval-LABEL.json / eval-LABEL.md")
     e.set_defaults(func=run_eval)
@@ -81,10 +85,18 @@ def run_eval(args) -> int:
     from jaxks.train.evaluate import evaluate, format_table
     from jaxks.train.frames import load_records
 
+    from jaxks.data.store import Dataset
+    from jaxks.models import check_settings
+
     model = load_model(args.model)
+    for folder in args.data:
+        st = Dataset(folder).settings
+        check_settings(model, args.model, basis=st.basis, auxbasis=st.auxbasis,
+                       grid_level=st.grid_level, base=st.base, target=st.target)
     records = load_records(args.data, model.basis, model.config.elements,
                            max_frames=args.max_frames)
-    table = evaluate(model, records, out=args.out, plot=args.plot, label=args.label)
+    table = evaluate(model, records, out=args.out, plot=args.plot, label=args.label,
+                     timing=args.timing)
     print(format_table(table))
     stem = "eval" + (f"-{args.label}" if args.label else "")
     if args.out:

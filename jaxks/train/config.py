@@ -92,6 +92,7 @@ class TrainSection:
     batch_size: int = 4            # frames per step
     seed: int = 0
     refresh_every: int = 10        # fixed mode: steps between SCF refreshes of the frozen Γ
+    scf_frames_per_vmap: int = 0   # end-to-end mode: frames vmapped together (0: whole batch)
     checkpoint_every: int = 10
     log_every: int = 1
     out: str = "runs/deepks"

@@ -85,6 +85,40 @@ def metrics(preds: Sequence[dict], records: Sequence[FrameRecord]) -> dict:
                 frames=len(preds))
 
 
+def scf_time_ratio(model, records: Sequence[FrameRecord], options: SCFOptions) -> dict:
+    """Steady-state wall time of the DeePKS-SCF over the base SCF (jaxks, same run).
+
+    For the first frame of every composition, both SCFs start from the same guess (the
+    frame's MINAO density), are compiled first and then timed (best of two runs, forces not
+    included). Returns ``{formula: {"base_s", "model_s", "ratio", "base_cycles",
+    "model_cycles"}}``.
+    """
+    from jaxks.deepks.correction import DeePKSParams
+    from jaxks.scf import run_scf
+
+    out = {}
+    xc = get_xc(model.base_xc)
+    for r in records:
+        key = r.system.formula
+        if key in out:
+            continue
+        f = r.frame
+        theta = DeePKSParams(model=model.params, overlaps=f.overlaps,
+                             element_onehot=f.onehot)
+        times = {}
+        for name, kw in (("base", {}), ("model", dict(term=model.term, params=theta))):
+            best, cycles = float("inf"), 0
+            for _ in range(3):  # the first call compiles; its run is not counted
+                res, t = run_scf(f.ints, xc, options=options, guess=f.ints.guess, warn=False,
+                                 return_timings=True, **kw)
+                best, cycles = (min(best, t["scf"]) if _ else float("inf")), int(res.cycles)
+            times[name] = (best, cycles)
+        out[key] = dict(base_s=times["base"][0], model_s=times["model"][0],
+                        ratio=times["model"][0] / times["base"][0],
+                        base_cycles=times["base"][1], model_cycles=times["model"][1])
+    return out
+
+
 def base_predictions(records: Sequence[FrameRecord]) -> list[dict]:
     """The base functional's labels in the shape of :func:`model_predictions`."""
     return [dict(energy=float(r.base["energy"]), forces=r.base["forces"], fock=r.base["fock"],
@@ -94,33 +128,47 @@ def base_predictions(records: Sequence[FrameRecord]) -> list[dict]:
 
 
 def format_table(rows: dict[str, dict]) -> str:
-    """Markdown table: one row per method (e.g. base, model), one column per metric."""
+    """Markdown table: one row per method (e.g. base, model), one column per metric; then the
+    DeePKS-SCF/base SCF time ratio per composition when ``rows`` has ``"timing"``."""
     cols = ["method", *METRICS, "frames"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    timing = rows.get("timing")
+    rows = {k: v for k, v in rows.items() if k != "timing"}
     for name, m in rows.items():
         cells = [name] + [f"{m[c]:.4g}" if isinstance(m[c], float) else str(m[c])
                           for c in cols[1:]]
         lines.append("| " + " | ".join(cells) + " |")
+    for formula, t in (timing or {}).items():
+        lines.append(f"\nSCF wall time {formula} (steady state, same start): base "
+                     f"{t['base_s']:.3g} s ({t['base_cycles']} cycles), DeePKS "
+                     f"{t['model_s']:.3g} s ({t['model_cycles']} cycles), ratio "
+                     f"{t['ratio']:.2f}")
     return "\n".join(lines)
 
 
 def evaluate(model, records: Sequence[FrameRecord], options: SCFOptions | None = None,
-             out: str | None = None, plot: bool = False, label: str = "") -> dict:
+             out: str | None = None, plot: bool = False, label: str = "",
+             timing: bool = False) -> dict:
     """Metrics of the base functional and of ``model`` against the target; optionally write
-    ``eval.json`` / ``eval.md`` (and PNG plots) into ``out``. Returns {"base": ..., "model": ...}."""
+    ``eval.json`` / ``eval.md`` (and PNG plots) into ``out``. Returns {"base": ..., "model": ...}
+    and, with ``timing``, ``"timing"``: :func:`scf_time_ratio` (also in eval.json)."""
     options = options or SCFOptions(e_tol=1e-9, comm_tol=1e-6, max_cycles=100)
     base = base_predictions(records)
     preds = model_predictions(model, records, options)
     table = {"base": metrics(base, records), "model": metrics(preds, records)}
+    timings = scf_time_ratio(model, records, options) if timing else None
     if out:
         os.makedirs(out, exist_ok=True)
         stem = f"eval{('-' + label) if label else ''}"
         with open(os.path.join(out, stem + ".json"), "w") as f:
-            json.dump(dict(units="meV, meV/atom, meV/Angstrom", metrics=table), f, indent=2)
+            json.dump(dict(units="meV, meV/atom, meV/Angstrom; seconds", metrics=table,
+                           scf_time=timings), f, indent=2)
         with open(os.path.join(out, stem + ".md"), "w") as f:
             f.write(format_table(table) + "\n")
         if plot:
             from jaxks.train.plots import parity_plots
 
             parity_plots(base, preds, records, os.path.join(out, stem))
+    if timings is not None:
+        table = dict(table, timing=timings)
     return table

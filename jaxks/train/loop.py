@@ -194,7 +194,9 @@ class Trainer:
     def loss_setup(self, stage: ResolvedStage, bucket: Bucket) -> LossSetup:
         return LossSetup(predict=self.predict_setup(stage), mode=stage.mode,
                          weights=stage.weights, window=bucket.window, n_atoms=bucket.n_atoms,
-                         n_occ=bucket.n_occ)
+                         n_occ=bucket.n_occ,
+                         frames_per_vmap=(self.cfg.train.scf_frames_per_vmap
+                                          if stage.mode == "scf" else 0))
 
     def stage_start(self, k: int) -> int:
         return sum(s.steps for s in self.stages[:k])
@@ -402,9 +404,28 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
     model = DeePKSModel(config=tr.mconfig, params=tr.state["params"], basis=tr.basis,
                         base_xc=base_xc,
                         metadata=dict(mode="+".join(s.mode for s in tr.stages), steps=step,
-                                      train=list(cfg.data.train)))
+                                      train=list(cfg.data.train),
+                                      settings=training_settings(cfg.data.train)))
     save_model(os.path.join(out, MODEL_NAME), model)
     return TrainResult(model=model, steps=step, out=out, wall_s=time.perf_counter() - t0)
+
+
+def training_settings(folders: Sequence[str]) -> dict:
+    """The label settings a model is bound to: basis, auxbasis, grid_level, base, target of the
+    training datasets (empty when they cannot be read, e.g. frames built in memory)."""
+    from jaxks.data.store import Dataset
+
+    found = []
+    for folder in folders:
+        try:
+            st = Dataset(folder).settings
+        except Exception:  # noqa: BLE001  (not a dataset folder: no binding recorded)
+            return {}
+        found.append(dict(basis=st.basis, auxbasis=st.auxbasis, grid_level=int(st.grid_level),
+                          base=st.base, target=st.target))
+    if not found or any(f != found[0] for f in found):
+        return {}
+    return found[0]
 
 
 def _truncate_log(path: str, step: int) -> None:

@@ -42,6 +42,8 @@ class LossSetup:
         mode: "fixed" (frozen density) or "scf" (end-to-end).
         weights: λ of every loss term.
         window: orbital window of the bucket; n_atoms, n_occ: sizes of the bucket's frames.
+        frames_per_vmap: frames evaluated together by ``vmap``; a larger batch runs as
+            sequential chunks of this many (``lax.map``). 0: the whole batch in one ``vmap``.
     """
 
     predict: PredictSetup
@@ -50,6 +52,7 @@ class LossSetup:
     window: OrbitalWindow
     n_atoms: int
     n_occ: int
+    frames_per_vmap: int = 0
 
 
 def frame_loss(params, inputs, target, guess, setup: LossSetup, probe=0.0):
@@ -96,10 +99,21 @@ def batch_loss_and_grads(params, inputs, targets, guesses, weights, setup: LossS
     frame, ``frame_terms`` {name: [B]}, ``ok`` [B], ``converged`` [B], ``cycles`` [B],
     ``gamma`` [B, nao, nao] and ``loss`` [B].
     """
-    per_frame = jax.vmap(jax.value_and_grad(frame_loss, argnums=(0, 5), has_aux=True),
-                         in_axes=(None, 0, 0, 0, None, 0))
+    value_and_grad = jax.value_and_grad(frame_loss, argnums=(0, 5), has_aux=True)
     probes = jnp.zeros(weights.shape, weights.dtype)  # one per frame: a count each
-    (loss, aux), (grads, matvecs) = per_frame(params, inputs, targets, guesses, setup, probes)
+    chunk = setup.frames_per_vmap
+    if chunk and chunk < weights.shape[0]:
+        # frames in sequential chunks of `chunk` vmapped frames (lax.map): bounds memory, and
+        # avoids a jaxlib 0.10 CPU runtime hang of wide vmapped end-to-end steps
+        def one(x):
+            return value_and_grad(params, *x[:3], setup, x[3])
+
+        (loss, aux), (grads, matvecs) = jax.lax.map(
+            one, (inputs, targets, guesses, probes), batch_size=chunk)
+    else:
+        per_frame = jax.vmap(value_and_grad, in_axes=(None, 0, 0, 0, None, 0))
+        (loss, aux), (grads, matvecs) = per_frame(params, inputs, targets, guesses, setup,
+                                                  probes)
     finite = jnp.isfinite(loss)
     for g in jax.tree_util.tree_leaves(grads):
         finite = finite & jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1)

@@ -178,12 +178,14 @@ def test_cached_fixed_prediction_equals_uncached_evaluation(water_records, tmp_p
 
 
 # --------------------------------------------------------------------------- batched step
-@pytest.mark.parametrize("mode", ["fixed", "scf"])
-def test_batched_loss_and_gradient_equal_per_frame_mean(water_records, tmp_path, mode):
+@pytest.mark.parametrize("mode,chunk", [("fixed", 0), ("scf", 0), ("scf", 2)])
+def test_batched_loss_and_gradient_equal_per_frame_mean(water_records, tmp_path, mode, chunk):
     """The vmapped batch (weights 1, 1, 0) gives the mean of the first two frames' per-frame
-    losses and gradients (1e-10); the zero-weight filler frame does not enter."""
+    losses and gradients (1e-10); the zero-weight filler frame does not enter. Also when the
+    batch runs as sequential chunks of ``chunk`` vmapped frames (``frames_per_vmap``)."""
     cfg = train_config(tmp_path, mode)
     params, setup = loss_setup(cfg, water_records)
+    setup = dataclasses.replace(setup, frames_per_vmap=chunk)
     params = perturbed(params, scale=0.1)
     guesses = [jnp.asarray(r.base["dm"]) for r in water_records]
     inputs = [frame_inputs(r, setup, g) for r, g in zip(water_records, guesses)]
