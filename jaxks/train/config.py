@@ -48,6 +48,7 @@ class ModelSection:
     element_constants: bool = True
     prefit: bool = True
     ridge_alpha: float = 10.0
+    output_scale: float = 100.0    # the network output is divided by this (DeePKS-kit: 100)
     seed: int = 0
 
 
@@ -175,6 +176,7 @@ class TrainConfig:
             (self.data.max_frames >= 0, "data.max_frames must be >= 0 (0: all frames)"),
             (all(h >= 1 for h in self.model.hidden), "model.hidden widths must be >= 1"),
             (self.model.ridge_alpha >= 0, "model.ridge_alpha must be >= 0"),
+            (self.model.output_scale > 0, "model.output_scale must be > 0"),
             (all(getattr(self.loss, k) >= 0 for k in _WEIGHTS),
              "loss weights (" + ", ".join(_WEIGHTS) + ") must be >= 0"),
             (self.loss.n_virtual >= 0, "loss.n_virtual must be >= 0"),

@@ -82,7 +82,8 @@ def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
     elements = tuple(sorted({s for r in records for s in r.system.symbols}))
     config = ModelConfig(shell_sections=sections, hidden=cfg.model.hidden,
                          embedding=None if cfg.model.embedding == "none" else "thermal",
-                         elements=elements if cfg.model.element_constants else ())
+                         elements=elements if cfg.model.element_constants else (),
+                         output_scale=cfg.model.output_scale)
     params = init_model(config, jax.random.PRNGKey(cfg.model.seed))
     shells = basis.shell_structure
     descs = [np.asarray(descriptors_from_overlaps(jnp.asarray(r.base["dm"]), r.frame.overlaps,

@@ -1,0 +1,49 @@
+"""The shipped water model: it loads by name, is bound to its settings, and reproduces the
+numbers its model card states for the committed held-out frames (tests/models/holdout)."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from jaxks.deepks.io import ModelFileError, load_model
+from jaxks.models import card_path, model_settings
+from jaxks.train.evaluate import METRICS, evaluate
+from jaxks.train.frames import load_records
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SUBSET = [os.path.join(HERE, "holdout", "w1"), os.path.join(HERE, "holdout", "w2")]
+
+
+def card_numbers() -> dict:
+    text = open(card_path("water")).read()
+    match = re.search(r"<!-- ci-subset: (\{.*\}) -->", text)
+    assert match, "the model card lacks its CI-subset numbers"
+    return json.loads(match.group(1))
+
+
+def test_water_model_loads_with_its_settings():
+    model = load_model("water")
+    assert model.base_xc == "pbe" and set(model.config.elements) == {"H", "O"}
+    assert model_settings(model) == dict(basis="def2-svp", auxbasis="def2-universal-jkfit",
+                                         grid_level=2, base="pbe", target="hse06")
+    with pytest.raises(ModelFileError, match="corrects the base functional"):
+        load_model("water", base_xc="lda")
+
+
+def test_water_model_reproduces_its_card_on_the_committed_frames():
+    model = load_model("water")
+    records = load_records(SUBSET, model.basis, model.config.elements)
+    assert len(records) == 3
+    table = evaluate(model, records)
+    card = card_numbers()
+    for method in ("base", "model"):
+        for key in METRICS:
+            np.testing.assert_allclose(table[method][key], card[method][key], rtol=1e-5,
+                                       atol=1e-4, err_msg=f"{method} {key}")
+    # and the model does what it is for on these frames: far closer to HSE06 than PBE
+    assert table["model"]["eig_rmse_mev"] < 0.2 * table["base"]["eig_rmse_mev"]
+    assert table["model"]["energy_mae_mev_per_atom"] < table["base"]["energy_mae_mev_per_atom"]
+    assert table["model"]["scf_converged"] == 1.0
