@@ -93,6 +93,12 @@ RUNS = {
     # as main-b, with the network output divided by 10 instead of 100
     "main-c": ([("fixed", 6000)], dict(energy=30.0, force=0.0, gap=0.0, decay_steps=400,
                                         batch=8, refresh=100000, output_scale=10.0)),
+    # main-b continued (its checkpoint, copied) by a second stage with the force term and a
+    # larger energy weight
+    "main-e": ([("fixed", 6000, dict(force=0.0)),
+                ("fixed", 3000, dict(energy=300.0, learning_rate=3e-4))],
+               dict(energy=30.0, force=1.0, gap=0.0, decay_steps=400, batch=8,
+                    refresh=100000)),
     # the comparison uses the monomers and dimers only, and end-to-end batches of 2 frames
     # (README, "Known problems"), so that the three runs fit in one session on 2 cores
     "cmp-fixed": ([("fixed", 300)], dict(energy=1000.0, gap=0.0, decay_steps=30, batch=2,
@@ -111,9 +117,15 @@ def run_config(name: str, train: list[str]) -> str:
     stages, values = RUNS[name]
     text = f"[data]\ntrain = {json.dumps(train)}\n" + COMMON.format(**dict(dict(force=1.0, output_scale=100.0),
                                                                            **values))
-    for mode, steps in stages:
+    for mode, steps, *over in stages:
         text += f"\n[[stages]]\nmode = \"{mode}\"\nsteps = {steps}\n"
+        text += "".join(f"{k} = {v}\n" for k, v in (over[0] if over else {}).items())
     return text
+
+
+#: Runs that start from another run's finished first stage (its checkpoint is copied): the
+#: first stage of main-e is exactly main-b.
+CONTINUES = {"main-e": "main-b"}
 
 
 def _complete(folder: str) -> bool:
@@ -139,6 +151,12 @@ def stage_train(root: str, args) -> None:
         with open(cfg, "w") as f:
             f.write(run_config(name, [t for t in train
                                       if sets is None or os.path.basename(t) in sets]))
+        parent = CONTINUES.get(name)
+        if parent and not os.path.exists(os.path.join(out, "checkpoint.npz")):
+            import shutil
+
+            for f in ("checkpoint.npz", "log.jsonl"):
+                shutil.copyfile(os.path.join(root, "runs", parent, f), os.path.join(out, f))
         resume = ["--resume"] if os.path.exists(os.path.join(out, "checkpoint.npz")) else []
         t0 = time.perf_counter()
         _run(["jaxks", "train", cfg, "--out", out] + resume)

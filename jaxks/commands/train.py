@@ -51,7 +51,7 @@ def run_train(args) -> int:
         from jaxks.system import InputError
 
         raise InputError("the config names no training data: set data.train = [folders]")
-    with_forces = cfg.loss.force > 0
+    with_forces = any(st.weights.force > 0 for st in cfg.resolved_stages())
     basis = default_basis()
     print(f"reading {len(cfg.data.train)} training set(s) ...", file=sys.stderr)
     records = load_records(cfg.data.train, basis, _elements(cfg.data.train), with_forces=with_forces,
