@@ -265,10 +265,26 @@ def model_card(name: str, tables: dict, ci: dict, config: str, wall: list[str]) 
         for formula, r in (t.get("scf_time") or {}).items():
             lines.append(f"* {formula}: DeePKS-SCF {r['model_s']:.3g} s ({r['model_cycles']} "
                          f"cycles) vs PBE {r['base_s']:.3g} s ({r['base_cycles']} cycles), "
-                         f"ratio {r['ratio']:.2f} (jaxks, steady state, same start, CPU)")
+                         f"ratio {r['ratio']:.2f} (jaxks, steady state, same start; 2-core CPU shared "
+                         "with other jobs)")
     if wall:
         lines.append(f"* training wall time: {' + '.join(wall)} s (2-core CPU)")
+    worst = {k: max(t["metrics"]["model"][k] for t in tables.values()) for k in
+             ("eig_rmse_mev", "gap_mae_mev", "energy_mae_mev_per_atom", "force_rmse_mev_per_a")}
+    ratio = min(t["metrics"]["base"]["eig_rmse_mev"] / t["metrics"]["model"]["eig_rmse_mev"]
+                for t in tables.values()) if tables else float("nan")
+    met = dict(eig=ratio >= 20, gap=worst["gap_mae_mev"] <= 50,
+               energy=worst["energy_mae_mev_per_atom"] <= 1,
+               force=worst["force_rmse_mev_per_a"] <= 25)
     lines += ["", "## Known limits", "",
+              "* Acceptance targets of the study, worst held-out set: eigenvalue RMSE ≤ 1/20 "
+              f"of PBE's: {'met' if met['eig'] else 'NOT met'} ({ratio:.1f}×); gap MAE ≤ 50 "
+              f"meV: {'met' if met['gap'] else 'NOT met'} ({worst['gap_mae_mev']:.0f}); "
+              f"energy MAE ≤ 1 meV/atom: {'met' if met['energy'] else 'NOT met'} "
+              f"({worst['energy_mae_mev_per_atom']:.1f}); force RMSE ≤ 25 meV/Å: "
+              f"{'met' if met['force'] else 'NOT met'} ({worst['force_rmse_mev_per_a']:.0f}).",
+              "* Forces are only corrected when the run trained with the force term "
+              "(λ_F > 0 in the configuration below); otherwise they carry PBE's error.",
               "* Water only (elements H and O), neutral closed-shell clusters; trained on up to "
               "4 molecules — larger clusters are extrapolation (see the (H2O)8 and (H2O)12 rows).",
               "* Only with the settings above: another basis, auxiliary basis, grid level or "
