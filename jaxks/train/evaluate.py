@@ -107,12 +107,10 @@ def scf_time_ratio(model, records: Sequence[FrameRecord], options: SCFOptions) -
                              element_onehot=f.onehot)
         times = {}
         for name, kw in (("base", {}), ("model", dict(term=model.term, params=theta))):
-            best, cycles = float("inf"), 0
-            for _ in range(3):  # the first call compiles; its run is not counted
-                res, t = run_scf(f.ints, xc, options=options, guess=f.ints.guess, warn=False,
-                                 return_timings=True, **kw)
-                best, cycles = (min(best, t["scf"]) if _ else float("inf")), int(res.cycles)
-            times[name] = (best, cycles)
+            runs = [run_scf(f.ints, xc, options=options, guess=f.ints.guess, warn=False,
+                            return_timings=True, **kw) for _ in range(3)]
+            # the first call compiles; its run is not counted
+            times[name] = (min(t["scf"] for _, t in runs[1:]), int(runs[-1][0].cycles))
         out[key] = dict(base_s=times["base"][0], model_s=times["model"][0],
                         ratio=times["model"][0] / times["base"][0],
                         base_cycles=times["base"][1], model_cycles=times["model"][1])

@@ -47,3 +47,26 @@ def test_water_model_reproduces_its_card_on_the_committed_frames():
     assert table["model"]["eig_rmse_mev"] < 0.2 * table["base"]["eig_rmse_mev"]
     assert table["model"]["energy_mae_mev_per_atom"] < table["base"]["energy_mae_mev_per_atom"]
     assert table["model"]["scf_converged"] == 1.0
+
+
+def test_scf_time_ratio_times_the_same_scfs_as_run_scf():
+    """One entry per composition; cycles are those of the base and DeePKS SCFs from the MINAO
+    start (checked against run_scf directly); ratio = model_s / base_s."""
+    from jaxks.deepks.correction import DeePKSParams
+    from jaxks.scf import SCFOptions, run_scf
+    from jaxks.train.evaluate import scf_time_ratio
+
+    model = load_model("water")
+    records = load_records(SUBSET[:1], model.basis, model.config.elements)
+    opts = SCFOptions(e_tol=1e-9, comm_tol=1e-6, max_cycles=100)
+    out = scf_time_ratio(model, records, opts)
+    assert list(out) == ["OH2"]
+    t = out["OH2"]
+    f = records[0].frame
+    theta = DeePKSParams(model=model.params, overlaps=f.overlaps, element_onehot=f.onehot)
+    base = run_scf(f.ints, "pbe", options=opts, guess=f.ints.guess, warn=False)
+    deep = run_scf(f.ints, "pbe", term=model.term, params=theta, options=opts,
+                   guess=f.ints.guess, warn=False)
+    assert (t["base_cycles"], t["model_cycles"]) == (int(base.cycles), int(deep.cycles))
+    assert t["base_s"] > 0 and t["model_s"] > 0
+    assert abs(t["ratio"] - t["model_s"] / t["base_s"]) < 1e-12
