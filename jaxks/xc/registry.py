@@ -48,9 +48,8 @@ LDA_C_PW = XCTerm("LDA_C_PW", _lda.lda_c_pw)
 LDA_C_PW_MOD = XCTerm("LDA_C_PW_MOD", _lda.lda_c_pw_mod)
 GGA_X_PBE = XCTerm("GGA_X_PBE", _pbe.gga_x_pbe)
 GGA_C_PBE = XCTerm("GGA_C_PBE", _pbe.gga_c_pbe)
-#: ωPBE exchange at ω = 0 (the full-range Ernzerhof-Perdew-hole exchange) and at HSE06's ω = 0.11.
+#: ωPBE exchange at ω = 0 (the full-range Ernzerhof-Perdew-hole exchange).
 GGA_X_WPBEH = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=0.0))
-GGA_X_WPBEH_HSE06 = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=0.11))
 
 #: HSE06 range separation ω (Bohr⁻¹) and short-range exact-exchange fraction (libxc HYB_GGA_XC_HSE06,
 #: PySCF ``rsh_coeff("hse06") == (0.11, 0.0, 0.25)``).
@@ -133,11 +132,20 @@ def _pbe(name):
     return XCFunctional(name, "gga", "pbe", (GGA_X_PBE, GGA_C_PBE))
 
 
-def _hse06(name):
+def hse06(name: str = "hse06", continuous: bool = False) -> XCFunctional:
     """libxc HYB_GGA_XC_HSE06: semilocal part WPBEH(ω=0) − ¼ WPBEH(ω=0.11) + PBE correlation,
-    plus ¼ short-range (erfc(ωr)/r) exact exchange at ω = 0.11 Bohr⁻¹."""
-    sr_x = XCTerm("GGA_X_WPBEH", GGA_X_WPBEH_HSE06.energy_density, weight=-HSE06_SR_EXCHANGE)
-    return XCFunctional(name, "gga", "hse06", (GGA_X_WPBEH, sr_x, GGA_C_PBE),
+    plus ¼ short-range (erfc(ωr)/r) exact exchange at ω = 0.11 Bohr⁻¹.
+
+    ``continuous=True`` gives the variant whose ωPBE reduced-gradient rescaling has no jumps
+    (:func:`jaxks.xc.wpbeh.continuous_rescaled_s`): libxc's HSE06 energy jumps where s crosses 1
+    or 15, so finite differences of SCF quantities (and the energy along an MD trajectory) see
+    those jumps; the smooth variant differs from libxc's only where s < 1 or s > 15 (energies of
+    water by ~1e-5 Eh). The registered "hse06" is libxc's (``continuous=False``).
+    """
+    x0 = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=0.0, continuous=continuous))
+    sr_x = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=HSE06_OMEGA, continuous=continuous),
+                  weight=-HSE06_SR_EXCHANGE)
+    return XCFunctional(name, "gga", "hse06", (x0, sr_x, GGA_C_PBE),
                         sr_exchange=HSE06_SR_EXCHANGE, omega=HSE06_OMEGA)
 
 
@@ -160,8 +168,8 @@ _REGISTRY: dict[str, XCFunctional] = {
     "pbe": _pbe("pbe"),
     "pbe,pbe": _pbe("pbe,pbe"),
     # hybrids: only the semilocal part is evaluated here; exact exchange is the SCF's job
-    "hse06": _hse06("hse06"),
-    "hyb_gga_xc_hse06": _hse06("hyb_gga_xc_hse06"),
+    "hse06": hse06("hse06"),
+    "hyb_gga_xc_hse06": hse06("hyb_gga_xc_hse06"),
     "pbe0": _pbe0("pbe0"),
     "pbeh": _pbe0("pbeh"),
     "hyb_gga_xc_pbeh": _pbe0("hyb_gga_xc_pbeh"),

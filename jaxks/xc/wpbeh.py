@@ -144,7 +144,23 @@ def _term1_full(nu, zeta, h, s2):
     return t1 + t2t9 + 0.5 * A * jnp.log(zw / dw)
 
 
-def wpbeh_enhancement(s, nu, omega_is_zero: bool = False):
+def continuous_rescaled_s(s):
+    """Henderson et al.'s rescaled reduced gradient over the whole range, without libxc's branches:
+
+        s' = s − ln(1 + exp(s − s_max)) = s_max − ln(1 + exp(s_max − s))
+
+    libxc's :func:`rescaled_s` keeps s' = s below s = 1 and s' = s_max above s = 15, so s' jumps
+    by ln(1 + e^(1 − s_max)) = 5.2e-4 at s = 1 and by 4.4e-3 at s = 15: its HSE06 energy is a
+    discontinuous function of the density (the energy density jumps by 1e-4 relative at s = 1).
+    This form is smooth everywhere and equal to libxc's for 1 ≤ s ≤ 15.
+
+    Args: s [...] ≥ 0, the reduced gradient. Returns s' [...] in [1e-15, s_max).
+    """
+    scaled = _S_MAX - jnp.logaddexp(0.0, _S_MAX - s)
+    return jnp.where(scaled < _S_FLOOR, _S_FLOOR, scaled)
+
+
+def wpbeh_enhancement(s, nu, omega_is_zero: bool = False, continuous: bool = False):
     """ωPBE exchange enhancement F_x(ν, s) (libxc ``f_wpbeh0``), ε_x = ε_x^LDA F_x:
 
         F_x = −(8/9) [term1(ν, s') + term2(s') + term3(ν, s') + term4(ν, s') + term5(ν, s')]
@@ -162,9 +178,10 @@ def wpbeh_enhancement(s, nu, omega_is_zero: bool = False):
         s: reduced gradient [...] ≥ 0 (before rescaling), dimensionless.
         nu: ν = ω/k_F [...] ≥ 0, dimensionless.
         omega_is_zero: ν ≡ 0 (ω = 0): use the exact ν = 0 form with the Ei/log pair regrouped.
+        continuous: rescale s with :func:`continuous_rescaled_s` instead of libxc's branches.
     Returns: F_x [...], dimensionless.
     """
-    s = rescaled_s(s)
+    s = continuous_rescaled_s(s) if continuous else rescaled_s(s)
     s2 = s * s
     h = _h(s2)
     f = _FC1 * h + _FC2
@@ -195,18 +212,20 @@ def wpbeh_enhancement(s, nu, omega_is_zero: bool = False):
     return -8.0 / 9.0 * (term1 + term2 + term3 + term4 + term5)
 
 
-def wpbeh_exchange_eps(rho, sigma, omega: float):
+def wpbeh_exchange_eps(rho, sigma, omega: float, continuous: bool = False):
     """ωPBE short-range exchange energy per electron, closed shell:
 
         ε_x = ε_x^LDA(ρ) F_x(ν, s),   ν = ω / (3π²ρ)^(1/3),   s² = σ / (4 k_F² ρ²)
 
-    Args: rho [...] > 0 (electrons/Bohr³), sigma [...] > 0 (electrons²/Bohr⁸), omega ≥ 0 (Bohr⁻¹, static).
+    Args: rho [...] > 0 (electrons/Bohr³), sigma [...] > 0 (electrons²/Bohr⁸), omega ≥ 0 (Bohr⁻¹,
+        static), continuous: see :func:`wpbeh_enhancement`.
     Returns: ε_x [...], Hartree.
     """
     kf = fermi_wavevector(rho)
     s = jnp.sqrt(sigma) / (2.0 * kf * rho)
     nu = omega / kf
-    return slater_exchange_eps(rho) * wpbeh_enhancement(s, nu, omega_is_zero=(omega == 0.0))
+    return slater_exchange_eps(rho) * wpbeh_enhancement(s, nu, omega_is_zero=(omega == 0.0),
+                                                        continuous=continuous)
 
 
 @dataclass(frozen=True)
@@ -216,8 +235,13 @@ class GgaXWpbeh:
     Attributes:
         omega: range-separation parameter ω in Bohr⁻¹ (libxc's ``_omega``; 0 gives the full-range
             Ernzerhof-Perdew-hole exchange of PBEh, 0.11 the short-range part in HSE06).
+        continuous: False (default) is libxc's functional exactly, whose energy jumps where the
+            reduced gradient crosses s = 1 or 15 (see :func:`continuous_rescaled_s`), so finite
+            differences of any SCF quantity pick up those jumps; True is the smooth variant (for
+            derivative checks, or molecular dynamics that must conserve energy).
     """
     omega: float = 0.0
+    continuous: bool = False
 
     def __post_init__(self):
         if not (np.isfinite(self.omega) and self.omega >= 0.0):
@@ -225,6 +249,6 @@ class GgaXWpbeh:
 
     def __call__(self, rho, sigma):
         """e_x(ρ, σ) = ρ ε_x^ωPBE [...] → [...] Hartree/Bohr³, screened as libxc does."""
-        return screened(lambda r, sg: wpbeh_exchange_eps(r, sg, self.omega), rho, sigma,
+        return screened(lambda r, sg: wpbeh_exchange_eps(r, sg, self.omega, self.continuous), rho, sigma,
                         dens_threshold=WPBEH_DENS_THRESHOLD, spin_screen=True,
                         sigma_threshold=WPBEH_SIGMA_THRESHOLD)

@@ -44,7 +44,7 @@ def test_hybrid_coefficients_pinned():
         assert (xc.exact_exchange, xc.sr_exchange, xc.omega) == (0.25, 0.0, 0.0)
         assert _terms(xc) == [("GGA_X_PBE", 0.75, None), ("GGA_C_PBE", 1.0, None)]
         assert xc.exact_exchange == libxc.hybrid_coeff(xc.pyscf_xc)
-    assert get_xc("hse06") == registry._hse06("hse06") and hash(get_xc("hse06")) == hash(get_xc("HSE06"))
+    assert get_xc("hse06") == registry.hse06("hse06") and hash(get_xc("hse06")) == hash(get_xc("HSE06"))
 
 
 def test_libxc_hybrids_are_these_semilocal_sums():
