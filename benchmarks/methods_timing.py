@@ -10,13 +10,17 @@ PySCF conv_tol 1e-9), forces without grid response.
 * HSE06 is the registry's ``hse06`` where this tree has it; otherwise a stand-in with the same
   exact-exchange work — 0.25·SR-HF(ω = 0.11) + PBE (``hse06-standin``: the ωPBE semilocal part is
   replaced by PBE, same grid work) — and the table says which ran.
-* DeePKS-ES: PBE + a *random, untrained* small DeePKS model (default projector basis, hidden
-  (32, 32), seed 0) — timing only. PySCF runs it the DeePKS-kit way (the correction's energy and
-  potential added in ``get_veff``, evaluated by the same JAX code); no PySCF forces for it.
+* DeePKS-ES: PBE + the shipped water model (``jaxks.load_model("water")``) when the basis,
+  auxiliary basis and grid level are the ones it was trained with (def2-SVP,
+  def2-universal-jkfit, grid level 2); otherwise a *random, untrained* small model (default
+  projector basis, hidden (32, 32), seed 0), timing only; the table's method column says which.
+  PySCF runs it the DeePKS-kit way (the correction's energy and potential added in ``get_veff``,
+  evaluated by the same JAX code); no PySCF forces for it.
 
 Ratios: HSE06/PBE and DeePKS/PBE of the steady-state SCF time per engine (and of SCF + forces).
 
-    python benchmarks/methods_timing.py --sizes 1 2 4 8 16 --out benchmarks/results/methods_timing_cpu.md
+    python benchmarks/methods_timing.py --sizes 1 2 4 8 16 --grid-level 2 \
+        --out benchmarks/results/methods_timing_cpu.md
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the jaxks of this checkout, not an installed copy
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -55,6 +61,21 @@ def hse06():
                             (GGA_X_PBE, GGA_C_PBE), sr_exchange=0.25, omega=0.11)
 
 
+def deepks_model(args):
+    """(model, label): the shipped water model if ``args`` match its training settings, else a
+    random small one (timing only)."""
+    from jaxks.deepks.io import ModelFileError
+    from jaxks.models import check_settings
+
+    model = jaxks.load_model("water")
+    try:
+        check_settings(model, "water", basis=args.basis, auxbasis=args.auxbasis,
+                       grid_level=args.grid_level, base="pbe")
+        return model, "water-model"
+    except ModelFileError:
+        return random_deepks(), "random-deepks"
+
+
 def random_deepks(seed=0):
     """A random, untrained small DeePKS model (timing only)."""
     from jaxks.deepks import ModelConfig, default_basis, init_model
@@ -74,9 +95,8 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
-def bench_jaxks(mol, grids, aux, level, method, with_forces):
+def bench_jaxks(mol, grids, aux, level, method, with_forces, model=None):
     xc = hse06() if method == "hse06" else get_xc("pbe")
-    model = random_deepks() if method == "deepks" else None
     omega = sr_omega(xc)
     ints, t_int = _timed(lambda: integrals_from_pyscf(mol, aux, level, grids=grids, omega=omega))
     term, params = model.prepare(mol) if model else (None, None)
@@ -103,7 +123,7 @@ def bench_jaxks(mol, grids, aux, level, method, with_forces):
     return row
 
 
-def bench_pyscf(mol, grids, aux, method, with_forces):
+def bench_pyscf(mol, grids, aux, method, with_forces, model=None):
     from pyscf import dft, lib
 
     xc = {"pbe": "pbe", "deepks": "pbe"}.get(method) or hse06().pyscf_xc
@@ -115,7 +135,6 @@ def bench_pyscf(mol, grids, aux, method, with_forces):
     if method == "deepks":
         from jaxks.deepks import correction_potential
 
-        model = random_deepks()
         term, theta = model.prepare(mol)
         energy = jax.jit(term)
         potential = jax.jit(lambda g, t: correction_potential(term, g, t))
@@ -147,13 +166,14 @@ def bench(n, method, args):
     mol.max_memory = 16000
     grids = make_grids(mol, args.grid_level)
     with_forces = n <= args.forces_max
-    r = bench_jaxks(mol, grids, args.auxbasis, args.grid_level, method, with_forces)
-    row = dict(n=n, method=r["name"] + ("+random-deepks" if method == "deepks" else ""),
+    model, label = deepks_model(args) if method == "deepks" else (None, "")
+    r = bench_jaxks(mol, grids, args.auxbasis, args.grid_level, method, with_forces, model)
+    row = dict(n=n, kind=method, method=r["name"] + (f"+{label}" if label else ""),
                nao=mol.nao, **{k: v for k, v in r.items()
                                if k not in ("E_jaxks", "F_jaxks", "name")})
     row["peak_rss_gb"] = peak_rss_gb()
     if n <= args.pyscf_max:
-        p = bench_pyscf(mol, grids, args.auxbasis, method, with_forces)
+        p = bench_pyscf(mol, grids, args.auxbasis, method, with_forces, model)
         row.update(pyscf_scf_s=p["pyscf_scf_s"], pyscf_cycles=p["pyscf_cycles"],
                    pyscf_force_s=p.get("pyscf_force_s", float("nan")),
                    dE_Eh=abs(p["E_pyscf"] - r["E_jaxks"]),
@@ -192,8 +212,7 @@ def fock_build_times(n, args, repeat=5):
 
 def ratios(rows):
     """Per n and engine: HSE06/PBE and DeePKS/PBE of the SCF time and of SCF + forces."""
-    by = {(r["n"], r["method"].split("+")[0] if "deepks" not in r["method"] else "deepks"): r
-          for r in rows}
+    by = {(r["n"], r["kind"]): r for r in rows}
     out = []
     for n in sorted({r["n"] for r in rows}):
         pbe = by.get((n, "pbe"))
@@ -202,7 +221,7 @@ def ratios(rows):
         row = dict(n=n)
         for key in sorted({m for (nn, m) in by if nn == n} - {"pbe"}):
             other = by[(n, key)]
-            tag = "hse06" if key.startswith("hse06") else key
+            tag = key
             row[f"jaxks_{tag}/pbe_scf"] = other["jaxks_scf_s"] / pbe["jaxks_scf_s"]
             if "jaxks_force_s" in other and "jaxks_force_s" in pbe:
                 row[f"jaxks_{tag}/pbe_scf+forces"] = (
@@ -225,7 +244,8 @@ def main(argv=None):
                     choices=["pbe", "hse06", "deepks"])
     ap.add_argument("--basis", default="def2-svp")
     ap.add_argument("--auxbasis", default="def2-universal-jkfit")
-    ap.add_argument("--grid-level", type=int, default=3)
+    ap.add_argument("--grid-level", type=int, default=2,
+                    help="PySCF grid level (default 2: the water model's)")
     ap.add_argument("--pyscf-max", type=int, default=16, help="largest n also run with PySCF")
     ap.add_argument("--forces-max", type=int, default=16, help="largest n with forces")
     ap.add_argument("--fock-only", action="store_true",
