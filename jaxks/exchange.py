@@ -137,23 +137,13 @@ def density_factor(gamma: jax.Array, rank: int) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- K
-def _factor_products(b, y):
-    """X [nao, blk·r] with X[μ, (P, i)] = (B_P Y)_μi for one unpacked block b [blk, nao, nao].
-
-    Laid out so that both products are plain matrix products without a transposed copy of X:
-    B (as [nao·blk, nao], B_P symmetric) @ Y, then K += X Xᵀ, contracting (P, i) at once."""
-    blk, nao, _ = b.shape
-    t = jnp.transpose(b, (1, 0, 2)).reshape(nao * blk, nao)   # fused into the unpacking gather
-    return (t @ y).reshape(nao, blk * y.shape[1])
-
-
 def _k_from_factor(y, cderi):
     nao = y.shape[0]
 
     def fn(k, blocks):
         (b,) = blocks
-        x = _factor_products(b, y)
-        return k + x @ x.T, None
+        by = b @ y  # [blk, nao, r]
+        return k + jnp.einsum("pmi,pni->mn", by, by), None
 
     return _scan_aux(fn, jnp.zeros((nao, nao), y.dtype), (cderi,), nao)[0]
 
@@ -181,11 +171,11 @@ def _exchange_matrix_jvp(rank, primals, tangents):
     def fn(carry, blocks):
         k, dk = carry
         b, db = blocks
-        x = _factor_products(b, y)
-        dx = _factor_products(db, y)
-        k = k + x @ x.T
+        by = b @ y
+        dby = db @ y
+        k = k + jnp.einsum("pmi,pni->mn", by, by)
         t = jnp.einsum("pml,pln->mn", b @ dgamma, b)
-        u = dx @ x.T
+        u = jnp.einsum("pmi,pni->mn", dby, by)
         return (k, dk + t + u + u.T), None
 
     zero = jnp.zeros((nao, nao), gamma.dtype)
