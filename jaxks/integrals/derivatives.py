@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 import threading
@@ -259,6 +260,12 @@ def ip1_contract(fints: ForceIntegrals, index, gamma: jax.Array) -> jax.Array:
     return _contract_streamed(fints.ip1_source, index, gamma, blk)
 
 
+# module level, so that it compiles once per shape rather than at every force_integrals call
+@functools.partial(jax.jit, donate_argnums=0)
+def _set_block(buf, block, i):
+    return jax.lax.dynamic_update_index_in_dim(buf, block, i, 0)
+
+
 def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = None, grids=None,
                     max_block_mb: float = 256.0, store_mb: float = STORE_MB,
                     omega: float = 0.0) -> ForceIntegrals:
@@ -323,11 +330,9 @@ def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = No
     ip1, source = None, -1
     if 8.0 * 3 * naux * nao * nao / 1e6 <= store_mb:
         # Fill a donated device buffer block by block: peak memory = the tensor + one block.
-        update = jax.jit(lambda buf, x, i: jax.lax.dynamic_update_index_in_dim(buf, x, i, 0),
-                         donate_argnums=0)
         ip1 = jnp.zeros((nblk, 3, blk, nao, nao))
         for i, (s0, s1) in enumerate(blocks):
-            ip1 = update(ip1, _ip1_host(mol, auxmol, s0, s1, blk), i)
+            ip1 = _set_block(ip1, _ip1_host(mol, auxmol, s0, s1, blk), i)
     else:
         source = next(_NEXT_ID)
         _SOURCES[source] = (mol, auxmol, tuple(blocks), blk)
