@@ -86,7 +86,8 @@ def coulomb_gradient(gamma, cderi, fints: ForceIntegrals) -> jax.Array:
     c = fints.fit @ e  # M⁻¹ d
     c_pad = jnp.concatenate([c, jnp.zeros(1, c.dtype)])
 
-    @jax.checkpoint  # reverse mode recomputes each block instead of keeping them all
+    # no jax.checkpoint: ip1_contract's reverse rule keeps no block (a streamed one is computed
+    # once for the value and once for the gradient)
     def block(i, index, atom):
         # T_xPμ = Σ_ν (∂_x μ ν|P) Γ_νμ c_P: one pass over the block, in its stored order
         t = ip1_contract(fints, i, gamma) * c_pad[index][None, :, None]

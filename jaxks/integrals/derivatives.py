@@ -214,16 +214,19 @@ def _callback(fn, shape, *args):
 
 
 @jax.custom_vjp
-def _contract_stored(block, gamma):
-    return _callback(_contract_np, block.shape[:3], block, gamma)
+def _contract_stored(ip1, index, gamma):
+    return _callback(_contract_np, ip1.shape[1:4], ip1[index], gamma)
 
 
-def _contract_stored_fwd(block, gamma):
-    return _contract_stored(block, gamma), block
+def _contract_stored_fwd(ip1, index, gamma):
+    # residuals: the whole stored tensor (a loop-invariant input: a scan keeps one reference,
+    # not one copy per block) and the index
+    return _contract_stored(ip1, index, gamma), (ip1, index)
 
 
-def _contract_stored_bwd(block, tbar):
-    return None, _callback(_contract_t_np, block.shape[2:], block, tbar)
+def _contract_stored_bwd(res, tbar):
+    ip1, index = res
+    return None, None, _callback(_contract_t_np, ip1.shape[3:], ip1[index], tbar)
 
 
 _contract_stored.defvjp(_contract_stored_fwd, _contract_stored_bwd)
@@ -251,11 +254,13 @@ def ip1_contract(fints: ForceIntegrals, index, gamma: jax.Array) -> jax.Array:
     """T_xPμ = Σ_ν (∂_x μ ν|P) Γ_νμ [3, blk, nao] for block ``index`` of auxiliary functions P.
 
     Linear in the symmetric Γ [nao, nao]; computed on the host (stored block, or the block
-    computed by PySCF now and contracted at once), differentiable in Γ by reverse mode (the
-    transpose recomputes a streamed block). Usable inside jit and scan.
+    computed by PySCF now and contracted at once), differentiable in Γ by reverse mode: the
+    forward pass saves no block (only the index), the transpose Γ̄ = Σ_xP (∂_x μ ν|P) T̄_xPμ
+    computes a streamed block once more — two evaluations per block for value and gradient,
+    so callers need no ``jax.checkpoint``. Usable inside jit and scan.
     """
     if fints.ip1 is not None:
-        return _contract_stored(fints.ip1[index], gamma)
+        return _contract_stored(fints.ip1, index, gamma)
     blk = jnp.zeros((fints.aux_index.shape[1], 0))  # carries the static block length
     return _contract_streamed(fints.ip1_source, index, gamma, blk)
 

@@ -43,7 +43,7 @@ def _blocks(fints, fn):
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-def test_contraction_and_transpose_match_dense_tensor(water, streamed):
+def test_contraction_and_transpose_match_dense_tensor(water, streamed, monkeypatch):
     mol, dense, gamma = water
     fints = force_integrals(mol, AUX, store_mb=0.0 if streamed else 512.0, max_block_mb=0.3)
     assert fints.streamed == streamed and fints.aux_index.shape[0] > 2
@@ -65,7 +65,15 @@ def test_contraction_and_transpose_match_dense_tensor(water, streamed):
             return acc + jnp.vdot(ip1_contract(fints, i, g), tb), None
         return jax.lax.scan(body, 0.0, (jnp.arange(nblk), jnp.asarray(tbar)))[0]
 
-    gbar = np.asarray(jax.jit(jax.grad(loss))(g))
+    import jaxks.integrals.derivatives as derivs
+
+    calls = []
+    real = derivs._ip1_streamed
+    monkeypatch.setattr(derivs, "_ip1_streamed", lambda *a: calls.append(1) or real(*a))
+    _, gbar = jax.jit(jax.value_and_grad(loss))(g)
+    gbar = np.asarray(gbar)
+    # value and gradient: each streamed block computed twice (no third, checkpointed pass)
+    assert len(calls) == (2 * nblk if streamed else 0)
     tb_flat = _blocks(fints, lambda i: np.transpose(tbar[i], (1, 0, 2)))   # [naux, 3, nao]
     np.testing.assert_allclose(gbar, np.einsum("xmnp,pxm->nm", dense, tb_flat), rtol=0,
                                atol=1e-11)
