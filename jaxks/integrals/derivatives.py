@@ -182,12 +182,14 @@ def ip1_block(fints: ForceIntegrals, index) -> jax.Array:
 # einsum runs it at memory speed (≈15-20 GB/s), so the contraction is done on the host, inside
 # the callback that (for a streamed tensor) has just computed the block: the block never enters
 # XLA at all. Reverse mode (force losses) gets the transpose Γ̄_νμ = Σ_xP (∂_x μ ν|P) T̄_xPμ from
-# a second callback (:func:`_contract_vjp`).
+# a second callback (``_contract_stored_bwd`` / ``_contract_streamed_bwd``).
 def _contract_np(block, gamma):
+    """T_xPμ = Σ_ν block_xPνμ Γ_νμ: block [3, n, ν, μ], Γ [ν, μ] -> [3, n, μ]."""
     return np.einsum("xpnm,nm->xpm", block, gamma)
 
 
 def _contract_t_np(block, tbar):
+    """Γ̄_νμ = Σ_xP block_xPνμ T̄_xPμ (the transpose of :func:`_contract_np`): -> [ν, μ]."""
     out = np.zeros(block.shape[2:])
     for x in range(block.shape[0]):
         for p in range(block.shape[1]):
