@@ -11,6 +11,7 @@ force/SCF is the number to look at; `maxdF` = max |F_jaxks − F_PySCF| (Hartree
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxks  # noqa: E402, F401
-from common import exponents_line, machine, report, water_cluster  # noqa: E402
+from common import exponents_line, machine, peak_rss_gb, report, water_cluster  # noqa: E402
 from jaxks.forces import force_integrals, forces  # noqa: E402
 from jaxks.integrals import integrals_from_pyscf, make_grids  # noqa: E402
 from jaxks.scf import SCFOptions, run_scf  # noqa: E402
@@ -32,6 +33,7 @@ from jaxks.system import System  # noqa: E402
 
 
 def bench(n, basis, aux, level, xc, grid_response, pyscf_max):
+    load0 = os.getloadavg()[0]
     system = System.from_symbols(*water_cluster(n), basis=basis, auxbasis=aux, grid_level=level)
     mol = system.to_pyscf()
     mol.max_memory = 16000
@@ -44,6 +46,13 @@ def bench(n, basis, aux, level, xc, grid_response, pyscf_max):
     jax.block_until_ready(res.energy)
     t_scf = time.perf_counter() - t0
 
+    # derivative integrals timed at their second call (the first pays one-off imports and
+    # compilations, as the SCF's and the forces' first calls do)
+    t0 = time.perf_counter()
+    fints = force_integrals(mol, aux, grids=grids)
+    jax.block_until_ready(fints.fit)
+    t_fint_first = time.perf_counter() - t0
+    del fints
     t0 = time.perf_counter()
     fints = force_integrals(mol, aux, grids=grids)
     jax.block_until_ready(fints.fit)
@@ -54,12 +63,17 @@ def bench(n, basis, aux, level, xc, grid_response, pyscf_max):
     t0 = time.perf_counter()
     f = jax.block_until_ready(forces(res, ints, fints, xc, grid_response=grid_response))
     t_force = time.perf_counter() - t0
+    # memory held by the force evaluation besides the SCF's: the derivative integrals (stored
+    # 3-centre block included) and, when streamed, one block of them on the host
+    fints_gb = sum(x.nbytes for x in jax.tree_util.tree_leaves(fints)) / 1e9
+    block_gb = 8 * 3 * fints.aux_index.shape[1] * ints.nao ** 2 / 1e9 if fints.streamed else 0.0
     row = dict(n=n, nao=ints.nao, naux=ints.naux, ngrid=ints.n_grid,
-               jaxks_scf_s=t_scf, jaxks_dint_s=t_fint, jaxks_force_compile_s=t_first - t_force,
+               jaxks_scf_s=t_scf, jaxks_dint_first_s=t_fint_first, jaxks_dint_s=t_fint, jaxks_force_compile_s=t_first - t_force,
                jaxks_force_s=t_force, ip1_streamed=fints.streamed,
                jaxks_ratio=(t_force + t_fint) / t_scf,
                pyscf_scf_s=float("nan"), pyscf_force_s=float("nan"), pyscf_ratio=float("nan"),
-               maxdF=float("nan"))
+               maxdF=float("nan"), fints_gb=fints_gb, block_gb=block_gb,
+               peak_rss_gb=peak_rss_gb(), load=0.0)
     del fints
     if n <= pyscf_max:
         from pyscf import dft
@@ -80,6 +94,7 @@ def bench(n, basis, aux, level, xc, grid_response, pyscf_max):
         t_pforce = time.perf_counter() - t0
         row.update(pyscf_scf_s=t_pscf, pyscf_force_s=t_pforce, pyscf_ratio=t_pforce / t_pscf,
                    maxdF=float(np.max(np.abs(np.asarray(f) - ref))))
+    row["load"] = 0.5 * (load0 + os.getloadavg()[0])
     return row
 
 
@@ -102,10 +117,14 @@ def main(argv=None):
     header = (f"\n## Forces, {args.xc.upper()}/{args.basis}, aux {args.auxbasis}, grid level "
               f"{args.grid_level}, grid response {'on' if args.grid_response else 'off'}\n"
               f"Machine: {machine()}. Times in seconds. `jaxks_dint_s`: derivative integrals "
-              f"(PySCF, once per geometry); `jaxks_ratio` = (dint + force) / SCF; `pyscf_ratio` = "
+              f"(PySCF, once per geometry; second call, `jaxks_dint_first_s` the first); `jaxks_ratio` = (dint + force) / SCF; `pyscf_ratio` = "
               f"gradient / SCF; `maxdF` = max |F_jaxks − F_PySCF| (Hartree/Bohr); "
               f"`ip1_streamed`: the 3-centre derivatives were computed by PySCF block by block "
-              f"during the force evaluation (their time is in `jaxks_force_s`), not stored.\n\n")
+              f"during the force evaluation (their time is in `jaxks_force_s`), not stored; "
+              f"`fints_gb`: the derivative integrals held (GB), `block_gb`: the streamed block's "
+              f"host buffer; `peak_rss_gb`: the process's peak resident memory after the jaxks "
+              f"forces (before PySCF's run); `load`: the machine's 1-minute load average (mean of the row's "
+              f"start and end; 2 cores).\n\n")
     report(header, rows, args.out,
            exponents_line(rows, ["jaxks_scf_s", "jaxks_force_s", "pyscf_scf_s",
                                  "pyscf_force_s"]))

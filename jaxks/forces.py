@@ -31,7 +31,9 @@ Terms (every "∂" at fixed Γ; μ ∈ A: AO μ sits on atom A; ∇ acts on the 
 Memory: the one tensor of size 3·n_aux·n_ao² (``int3c2e_ip1``) is contracted block by block of
 auxiliary shells in a ``lax.scan``; small ones are stored, large ones are computed by PySCF block
 by block as the scan reaches them (:mod:`jaxks.integrals.derivatives`), so the dense tensor is
-never held and (H2O)32 forces fit in 24 GB.
+never held and (H2O)32 forces fit in 24 GB. The Γ-contraction of each block runs on the host
+(:func:`jaxks.integrals.derivatives.ip1_contract`, numpy at memory speed), with a reverse-mode
+rule for force losses.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import numpy as np
 from jaxks import exchange
 from jaxks.grid_weights import GridGeometry
 # Derivative integrals come from the integrals stage (the one place that calls PySCF).
-from jaxks.integrals.derivatives import ForceIntegrals, force_integrals, ip1_block  # noqa: F401
+from jaxks.integrals.derivatives import ForceIntegrals, force_integrals, ip1_contract  # noqa: F401
 from jaxks.units import EV_ANGSTROM_PER_HARTREE_BOHR
 
 
@@ -84,10 +86,12 @@ def coulomb_gradient(gamma, cderi, fints: ForceIntegrals) -> jax.Array:
     c = fints.fit @ e  # M⁻¹ d
     c_pad = jnp.concatenate([c, jnp.zeros(1, c.dtype)])
 
-    @jax.checkpoint  # reverse mode recomputes each block instead of keeping them all
+    # no jax.checkpoint: ip1_contract's reverse rule keeps no block (a streamed one is computed
+    # once for the value and once for the gradient)
     def block(i, index, atom):
-        t = jnp.einsum("pxmn,mn->pxm", ip1_block(fints, i), gamma) * c_pad[index][:, None, None]
-        return jnp.sum(t, axis=0), _segment(jnp.sum(t, axis=2), atom, natm)
+        # T_xPμ = Σ_ν (∂_x μ ν|P) Γ_νμ c_P: one pass over the block, in its stored order
+        t = ip1_contract(fints, i, gamma) * c_pad[index][None, :, None]
+        return jnp.sum(t, axis=1), _segment(jnp.sum(t, axis=2).T, atom, natm)
 
     def body(carry, x):
         d_ao, d_aux = block(*x)

@@ -8,13 +8,16 @@
   (H2O)16 in def2-SVP, ≈ 51 GB for (H2O)32). Below ``store_mb`` they are computed once and kept
   in blocks of auxiliary functions; above it they are never held whole: the forces scan over the
   blocks and each block is computed by PySCF when the scan reaches it (a host callback,
-  :func:`ip1_block`), as PySCF's own gradient code does. Peak memory is then one block.
+  :func:`ip1_native`), as PySCF's own gradient code does. Peak memory is then one block.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import os
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +27,10 @@ from jaxks.grid_weights import GridGeometry, grid_geometry
 
 #: Dense ``int3c2e_ip1`` tensors up to this size (MB) are stored; larger ones are streamed.
 STORE_MB = 512.0
+
+#: OpenMP threads of PySCF's 3-centre derivative integrals (XLA is idle while they run); the
+#: environment variable JAXKS_HOST_THREADS overrides the default (all cores).
+HOST_THREADS = int(os.environ.get("JAXKS_HOST_THREADS", os.cpu_count() or 1))
 
 
 @jax.tree_util.register_dataclass
@@ -37,8 +44,8 @@ class ForceIntegrals:
         rinv: operator derivative of the nuclear attraction, −Z_A (⟨∇μ|1/r_A|ν⟩ + transpose),
             symmetric, stored on the packed lower triangle [natm, 3, nao(nao+1)/2] (Hartree/Bohr).
         ao_atom: atom of each AO [nao] (int).
-        ip1: (∂_x μ ν|P) in blocks of auxiliary functions [nblk, blk, 3, nao, nao] (slots past
-            the last auxiliary function of a block are zero), or None when streamed.
+        ip1: (∂_x μ ν|P) in blocks of auxiliary functions, libcint's order [nblk, 3, blk, ν, μ]
+            (slots past the last auxiliary function of a block are zero), or None when streamed.
         ip1_source: int32 scalar naming the streamed tensor's host-side source (-1 if stored).
         aux_index: position of each block slot in the auxiliary basis [nblk, blk]; n_aux for padding.
         aux_atom: atom of each block slot [nblk, blk] (0 for padding; its integrals are zero).
@@ -97,18 +104,47 @@ _SOURCES: dict[int, tuple] = {}
 _NEXT_ID = itertools.count()
 
 
-def _ip1_host(mol, auxmol, s0: int, s1: int, blk: int) -> np.ndarray:
-    """(∂_x μ ν|P) for auxiliary shells s0:s1 as [blk, 3, nao, nao] (zero past the last P)."""
+def _ip1_raw(mol, auxmol, s0: int, s1: int, out: np.ndarray | None = None) -> np.ndarray:
+    """(∂_x μ ν|P) for auxiliary shells s0:s1 as [3, n, ν, μ] (libcint's memory order; written
+    into ``out``, a flat float64 buffer of at least that size, when given)."""
+    from pyscf import lib
     from pyscf.df import incore
 
-    nao = mol.nao
-    loc = auxmol.ao_loc_nr()
-    n = loc[s1] - loc[s0]
-    raw = incore.aux_e2(mol, auxmol, intor="int3c2e_ip1", aosym="s1", comp=3,
-                        shls_slice=(0, mol.nbas, 0, mol.nbas, s0, s1))
-    out = np.zeros((blk, 3, nao, nao))
-    out[:n] = np.asarray(raw).reshape(3, nao, nao, n).transpose(3, 0, 1, 2)
+    with lib.with_omp_threads(HOST_THREADS):
+        raw = incore.aux_e2(mol, auxmol, intor="int3c2e_ip1", aosym="s1", comp=3,
+                            shls_slice=(0, mol.nbas, 0, mol.nbas, s0, s1), out=out)
+    # PySCF returns a [3, μ, ν, P] view of memory laid out [3, P, ν, μ]: reverse it (no copy)
+    return np.asarray(raw).transpose(0, 3, 2, 1)
+
+
+def _ip1_host(mol, auxmol, s0: int, s1: int, blk: int) -> np.ndarray:
+    """(∂_x μ ν|P) for auxiliary shells s0:s1 as [3, blk, ν, μ] (zero past the last P)."""
+    raw = _ip1_raw(mol, auxmol, s0, s1)
+    n = raw.shape[1]
+    if n == blk:
+        return raw
+    out = np.zeros((3, blk) + raw.shape[2:])
+    out[:, :n] = raw
     return out
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A reused flat float64 buffer of ``size`` (one per thread, kept for the process): a fresh
+    256 MB array per streamed block costs its page faults at every force evaluation."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < size:
+        buf = _SCRATCH.buf = np.empty(size)
+    return buf[:size]
+
+
+def _ip1_streamed(source, index) -> np.ndarray:
+    """Streamed block ``index`` as [3, n, ν, μ] (n real auxiliary functions), in the scratch."""
+    mol, auxmol, blocks, blk = _SOURCES[int(source)]
+    s0, s1 = blocks[int(index)]
+    return _ip1_raw(mol, auxmol, s0, s1, out=_scratch(3 * blk * mol.nao ** 2))
 
 
 def _ip1_callback(source, index):
@@ -117,8 +153,9 @@ def _ip1_callback(source, index):
     return _ip1_host(mol, auxmol, s0, s1, blk)
 
 
-def ip1_block(fints: ForceIntegrals, index) -> jax.Array:
-    """Block ``index`` of (∂_x μ ν|P): [blk, 3, nao, nao] (stored, or computed by PySCF now).
+def ip1_native(fints: ForceIntegrals, index) -> jax.Array:
+    """Block ``index`` of (∂_x μ ν|P) in libcint's order [3, blk, ν, μ] (stored, or computed by
+    PySCF now; ∂_x acts on μ, the last axis).
 
     Usable inside jit and scan; the streamed block is a constant to autodiff (it depends on no
     differentiated input), and callers wrap its use in ``jax.checkpoint`` so that reverse mode
@@ -128,9 +165,112 @@ def ip1_block(fints: ForceIntegrals, index) -> jax.Array:
         return fints.ip1[index]
     nao = fints.ipovlp.shape[-1]
     blk = fints.aux_index.shape[1]
-    shape = jax.ShapeDtypeStruct((blk, 3, nao, nao), jnp.float64)
+    shape = jax.ShapeDtypeStruct((3, blk, nao, nao), jnp.float64)
     return jax.pure_callback(_ip1_callback, shape, fints.ip1_source, index,
                              vmap_method="sequential")
+
+
+def ip1_block(fints: ForceIntegrals, index) -> jax.Array:
+    """Block ``index`` of (∂_x μ ν|P) as [blk, 3, μ, ν] (:func:`ip1_native` transposed; a copy —
+    new code should contract :func:`ip1_native` directly)."""
+    return jnp.transpose(ip1_native(fints, index), (1, 0, 3, 2))
+
+
+# ----------------------------------------------------------------------------- Γ-contraction
+# T_xPμ = Σ_ν (∂_x μ ν|P) Γ_νμ is a memory-bound pass over the block. XLA:CPU compiles it to a
+# slow reduction (≈1.5 GB/s, 0.13-0.17 s per 256 MB block on the 2-core machine); numpy's
+# einsum runs it at memory speed (≈15-20 GB/s), so the contraction is done on the host, inside
+# the callback that (for a streamed tensor) has just computed the block: the block never enters
+# XLA at all. Reverse mode (force losses) gets the transpose Γ̄_νμ = Σ_xP (∂_x μ ν|P) T̄_xPμ from
+# a second callback (``_contract_stored_bwd`` / ``_contract_streamed_bwd``).
+def _contract_np(block, gamma):
+    """T_xPμ = Σ_ν block_xPνμ Γ_νμ: block [3, n, ν, μ], Γ [ν, μ] -> [3, n, μ]."""
+    return np.einsum("xpnm,nm->xpm", block, gamma)
+
+
+def _contract_t_np(block, tbar):
+    """Γ̄_νμ = Σ_xP block_xPνμ T̄_xPμ (the transpose of :func:`_contract_np`): -> [ν, μ]."""
+    out = np.zeros(block.shape[2:])
+    for x in range(block.shape[0]):
+        for p in range(block.shape[1]):
+            out += block[x, p] * tbar[x, p][None, :]
+    return out
+
+
+def _streamed_np(source, index, gamma):
+    block = _ip1_streamed(source, index)
+    blk = _SOURCES[int(source)][3]
+    out = np.zeros((3, blk, gamma.shape[0]))
+    out[:, : block.shape[1]] = _contract_np(block, gamma)
+    return out
+
+
+def _streamed_t_np(source, index, tbar):
+    block = _ip1_streamed(source, index)
+    return _contract_t_np(block, tbar[:, : block.shape[1]])
+
+
+def _callback(fn, shape, *args):
+    return jax.pure_callback(fn, jax.ShapeDtypeStruct(shape, jnp.float64), *args,
+                             vmap_method="sequential")
+
+
+@jax.custom_vjp
+def _contract_stored(ip1, index, gamma):
+    return _callback(_contract_np, ip1.shape[1:4], ip1[index], gamma)
+
+
+def _contract_stored_fwd(ip1, index, gamma):
+    # residuals: the whole stored tensor (a loop-invariant input: a scan keeps one reference,
+    # not one copy per block) and the index
+    return _contract_stored(ip1, index, gamma), (ip1, index)
+
+
+def _contract_stored_bwd(res, tbar):
+    ip1, index = res
+    return None, None, _callback(_contract_t_np, ip1.shape[3:], ip1[index], tbar)
+
+
+_contract_stored.defvjp(_contract_stored_fwd, _contract_stored_bwd)
+
+
+@jax.custom_vjp
+def _contract_streamed(source, index, gamma, blk):
+    return _callback(_streamed_np, (3, blk.shape[0], gamma.shape[0]), source, index, gamma)
+
+
+def _contract_streamed_fwd(source, index, gamma, blk):
+    return _contract_streamed(source, index, gamma, blk), (source, index, blk)
+
+
+def _contract_streamed_bwd(res, tbar):
+    source, index, blk = res
+    nao = tbar.shape[2]
+    return None, None, _callback(_streamed_t_np, (nao, nao), source, index, tbar), None
+
+
+_contract_streamed.defvjp(_contract_streamed_fwd, _contract_streamed_bwd)
+
+
+def ip1_contract(fints: ForceIntegrals, index, gamma: jax.Array) -> jax.Array:
+    """T_xPμ = Σ_ν (∂_x μ ν|P) Γ_νμ [3, blk, nao] for block ``index`` of auxiliary functions P.
+
+    Linear in the symmetric Γ [nao, nao]; computed on the host (stored block, or the block
+    computed by PySCF now and contracted at once), differentiable in Γ by reverse mode: the
+    forward pass saves no block (only the index), the transpose Γ̄ = Σ_xP (∂_x μ ν|P) T̄_xPμ
+    computes a streamed block once more — two evaluations per block for value and gradient,
+    so callers need no ``jax.checkpoint``. Usable inside jit and scan.
+    """
+    if fints.ip1 is not None:
+        return _contract_stored(fints.ip1, index, gamma)
+    blk = jnp.zeros((fints.aux_index.shape[1], 0))  # carries the static block length
+    return _contract_streamed(fints.ip1_source, index, gamma, blk)
+
+
+# module level, so that it compiles once per shape rather than at every force_integrals call
+@functools.partial(jax.jit, donate_argnums=0)
+def _set_block(buf, block, i):
+    return jax.lax.dynamic_update_index_in_dim(buf, block, i, 0)
 
 
 def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = None, grids=None,
@@ -197,11 +337,9 @@ def force_integrals(mol_or_system, auxbasis=None, *, grid_level: int | None = No
     ip1, source = None, -1
     if 8.0 * 3 * naux * nao * nao / 1e6 <= store_mb:
         # Fill a donated device buffer block by block: peak memory = the tensor + one block.
-        update = jax.jit(lambda buf, x, i: jax.lax.dynamic_update_index_in_dim(buf, x, i, 0),
-                         donate_argnums=0)
-        ip1 = jnp.zeros((nblk, blk, 3, nao, nao))
+        ip1 = jnp.zeros((nblk, 3, blk, nao, nao))
         for i, (s0, s1) in enumerate(blocks):
-            ip1 = update(ip1, _ip1_host(mol, auxmol, s0, s1, blk), i)
+            ip1 = _set_block(ip1, _ip1_host(mol, auxmol, s0, s1, blk), i)
     else:
         source = next(_NEXT_ID)
         _SOURCES[source] = (mol, auxmol, tuple(blocks), blk)
