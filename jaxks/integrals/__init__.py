@@ -34,13 +34,13 @@ import time
 
 import jax
 import jax.dlpack
-import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
 from jaxks.basis import AO_CUTOFF, AOScreen, BasisData, basis_data, screen_blocks
 from jaxks.linalg import n_independent
 from jaxks.system import InputError, System
+from jaxks.transfer import to_device
 
 
 @jax.tree_util.register_dataclass
@@ -110,7 +110,7 @@ def dipole_integrals(mol) -> jax.Array:
     charges = mol.atom_charges()
     origin = np.einsum("i,ix->x", charges, mol.atom_coords()) / charges.sum()
     with mol.with_common_orig(origin):
-        return jnp.asarray(mol.intor_symmetric("int1e_r", comp=3))
+        return to_device(mol.intor_symmetric("int1e_r", comp=3))
 
 
 def make_grids(mol, level: int):
@@ -242,7 +242,7 @@ def _to_device(x: np.ndarray) -> jax.Array:
     """
     if jax.default_backend() == "cpu" and x.flags.c_contiguous:
         return jax.dlpack.from_dlpack(x)
-    return jnp.asarray(x)
+    return to_device(x)
 
 
 #: Grid points per block with AO screening (measured, benchmarks/results/scf_timing_cpu.md):
@@ -327,12 +327,12 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     if n_mo < mol.nelectron // 2:
         raise InputError("the basis is too linearly dependent for the number of electrons")
     ints = Integrals(
-        S=jnp.asarray(S), T=jnp.asarray(T), V=jnp.asarray(V), e_nuc=jnp.asarray(e_nuc),
-        cderi=_to_device(cderi), grid_coords=jnp.asarray(coords),
-        grid_weights=jnp.asarray(weights), basis=bd, screen=screen,
-        atom_coords=jnp.asarray(mol.atom_coords()), atom_charges=jnp.asarray(mol.atom_charges(),
-                                                                            dtype=jnp.float64),
-        guess=jnp.asarray(guess),
+        S=to_device(S), T=to_device(T), V=to_device(V), e_nuc=to_device(e_nuc),
+        cderi=_to_device(cderi), grid_coords=to_device(coords),
+        grid_weights=to_device(weights), basis=bd, screen=screen,
+        atom_coords=to_device(mol.atom_coords()),
+        atom_charges=to_device(mol.atom_charges(), dtype=np.float64),
+        guess=to_device(guess),
         cderi_sr=None if cderi_sr is None else _to_device(cderi_sr), omega=float(omega),
         n_elec=int(mol.nelectron), nao=int(mol.nao), n_mo=n_mo, block_size=int(block_size))
     del cderi, cderi_sr
