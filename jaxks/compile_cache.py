@@ -17,20 +17,22 @@ Two layers share that directory:
   argument structure, shapes and dtypes, and a token of the static arguments built from their
   values and the module + qualified name of their functions (:func:`stable_token`; never from
   ``hash()``, which differs between processes). A hit loads the serialized executable without
-  tracing. Whatever cannot be given a stable token (a function from outside jaxks and the
+  tracing. Used only by processes that enable it (:func:`enable_executable_cache`: the
+  ``jaxks scf`` command, which ends with ``os._exit``). Whatever cannot be given a stable token (a function from outside jaxks and the
   libraries it depends on, an object without dataclass fields) is not cached here; a stale,
   corrupt or unloadable entry is deleted and the caller compiles as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import pickle
-import sys
 import types
 from pathlib import Path
 
@@ -102,10 +104,26 @@ class _NoToken(Exception):
     """An object without a process-independent token: the executable cache is not used."""
 
 
+_EXECUTABLES = {"on": False}
+
+
+def enable_executable_cache(on: bool = True) -> None:
+    """Let this process use the executable cache (off by default; the ``jaxks`` command turns
+    it on for ``jaxks scf``).
+
+    Only for a process that ends with ``os._exit`` (:func:`jaxks.cli.entry`): with jaxlib
+    0.10.1 on the CPU, a process that ran an executable loaded this way and then exits
+    normally within moments sometimes aborts in the interpreter's teardown ("terminate called
+    without an active exception", exit status 134; about 1 exit in 5 for water), after all its
+    work is done."""
+    _EXECUTABLES["on"] = bool(on)
+
+
 def executable_dir() -> Path | None:
-    """``<JAX compilation cache dir>/jaxks-executables``, or None when caching is off."""
+    """``<JAX compilation cache dir>/jaxks-executables``, or None when caching is off (or the
+    executable cache not enabled in this process, :func:`enable_executable_cache`)."""
     base = jax.config.jax_compilation_cache_dir
-    if not base or not enabled():
+    if not base or not enabled() or not _EXECUTABLES["on"]:
         return None
     return Path(base) / EXECUTABLE_SUBDIR
 
@@ -161,15 +179,17 @@ def _qualified_name(obj) -> str:
 @functools.lru_cache(maxsize=1)
 def _environment_token() -> str:
     """Versions, jaxks's source hash, backend, host CPU: the part of a key fixed in a process."""
-    import jaxlib
-
     src = hashlib.sha256()
     root = Path(__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
         src.update(str(path.relative_to(root)).encode())
         src.update(path.read_bytes())
-    versions = {name: getattr(sys.modules[name], "__version__", "?")
-                for name in ("jax", "numpy", "flax", "optax") if name in sys.modules}
+    versions = {}
+    for name in _TOKEN_MODULES[1:]:  # installed versions, whether imported yet or not
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
     device = jax.devices()[0]
     cpu = ""
     try:
@@ -177,7 +197,7 @@ def _environment_token() -> str:
             cpu = next((line for line in f if line.startswith(("flags", "Features"))), "")
     except OSError:
         pass
-    parts = (_FORMAT, versions, jaxlib.__version__, src.hexdigest(), device.platform,
+    parts = (_FORMAT, versions, src.hexdigest(), device.platform,
              device.device_kind, device.client.platform_version, cpu.strip(),
              os.environ.get("XLA_FLAGS", ""),
              tuple(getattr(jax.config, flag, None) for flag in _JAX_FLAGS))
@@ -251,20 +271,26 @@ def _initialize_custom_calls() -> None:
     linalg.initialize_lapack()
 
 
-def store_executable(key: str, compiled) -> bool:
+def store_executable(key: str, compiled, seen: "CompileRecord") -> bool:
     """Write ``compiled`` (a ``jax.stages.Compiled``) under ``key``; False when it cannot be.
 
-    The caller must only store an executable it compiled itself: jaxlib 0.10 serializes one
-    that JAX loaded from its own persistent cache without its code ("Function ... not found"
-    when run).
+    ``seen``: what JAX's persistent cache did during that compilation
+    (:func:`watch_persistent_cache`). jaxlib 0.10 cannot re-serialize an executable that JAX
+    loaded from its persistent cache (the copy lacks its kernels: "Function ... not found" when
+    run), so such an executable is stored with the bytes JAX read from its cache instead.
     """
     directory = executable_dir()
     if directory is None or key is None:
         return False
     try:
-        from jax.experimental.serialize_executable import serialize
+        if seen.hits == 0:
+            from jax.experimental.serialize_executable import serialize
 
-        payload, _, out_tree = serialize(compiled)
+            payload, _, out_tree = serialize(compiled)
+        elif seen.hits == 1 and len(seen.read) == 1:
+            payload, out_tree = _serialize_with(compiled, seen.read[0])
+        else:
+            return False
         blob = pickle.dumps((payload, out_tree), protocol=pickle.HIGHEST_PROTOCOL)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{key}.{os.getpid()}.tmp"
@@ -278,6 +304,75 @@ def store_executable(key: str, compiled) -> bool:
     return True
 
 
+def _serialize_with(compiled, xla_bytes: bytes):
+    """``jax.experimental.serialize_executable.serialize(compiled)`` with the XLA executable
+    given as the bytes it was loaded from (``deserialize_and_load`` reads the result)."""
+    import io
+
+    from jax._src.lib import xla_client
+    from jax.experimental import serialize_executable
+
+    class Pickler(serialize_executable._JaxPjrtPickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, xla_client.LoadedExecutable):
+                return ("exec", xla_bytes)
+            return super().persistent_id(obj)
+
+    unloaded = compiled._executable._unloaded_executable
+    args_info_flat, _ = jax.tree_util.tree_flatten(compiled.args_info)
+    with io.BytesIO() as f:
+        Pickler(f).dump((unloaded, args_info_flat, compiled._no_kwargs))
+        return f.getvalue(), compiled.out_tree
+
+
+@dataclasses.dataclass
+class CompileRecord:
+    """JAX persistent-cache activity during a compilation: hits, and the serialized XLA
+    executables read from the cache."""
+
+    hits: int = 0
+    read: list = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def watch_persistent_cache():
+    """Record JAX's persistent-cache hits (``jax.monitoring``) and the executables it reads
+    (by wrapping ``jax._src.compilation_cache.extract_executable_and_time``, when present)."""
+    from jax import monitoring
+    from jax._src import compilation_cache
+
+    record = CompileRecord()
+    _WATCHERS.append(record)
+    if not _LISTENING:
+        monitoring.register_event_listener(_count_hit)
+        _LISTENING.append(True)
+    extract = getattr(compilation_cache, "extract_executable_and_time", None)
+
+    def spy(data):
+        out = extract(data)
+        record.read.append(out[0])
+        return out
+
+    if extract is not None:
+        compilation_cache.extract_executable_and_time = spy
+    try:
+        yield record
+    finally:
+        if extract is not None:
+            compilation_cache.extract_executable_and_time = extract
+        _WATCHERS.remove(record)
+
+
+_WATCHERS: list = []
+_LISTENING: list = []
+
+
+def _count_hit(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        for record in _WATCHERS:
+            record.hits += 1
+
+
 def discard_executable(key: str) -> None:
     """Delete the entry ``key`` (one that failed to load or to run)."""
     directory = executable_dir()
@@ -286,21 +381,3 @@ def discard_executable(key: str) -> None:
             (directory / f"{key}.bin").unlink(missing_ok=True)
         except OSError:
             pass
-
-
-_HITS = {"count": 0, "listening": False}
-
-
-def _count_hit(event: str, **kwargs) -> None:
-    if event == "/jax/compilation_cache/cache_hits":
-        _HITS["count"] += 1
-
-
-def persistent_cache_hits() -> int:
-    """Number of JAX persistent-cache hits in this process since the first call of this."""
-    if not _HITS["listening"]:
-        from jax import monitoring
-
-        monitoring.register_event_listener(_count_hit)
-        _HITS["listening"] = True
-    return _HITS["count"]

@@ -337,10 +337,10 @@ def _load_or_compile(args, xc, term, options):
     if fn is not None:
         fn._jaxks_disk_key = disk_key  # to discard the entry should it fail to run
         return fn
-    hits = compile_cache.persistent_cache_hits()
-    fn = _scf_loop_jit.lower(*args, xc=xc, term=term, options=options).compile()
-    if compile_cache.persistent_cache_hits() == hits:  # compiled here, not loaded by JAX
-        compile_cache.store_executable(disk_key, fn)
+    with compile_cache.watch_persistent_cache() as seen:
+        fn = _scf_loop_jit.lower(*args, xc=xc, term=term, options=options).compile()
+    if disk_key is not None:
+        compile_cache.store_executable(disk_key, fn, seen)
     return fn
 
 

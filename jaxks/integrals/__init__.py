@@ -34,6 +34,7 @@ import time
 
 import jax
 import jax.dlpack
+import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
@@ -110,7 +111,7 @@ def dipole_integrals(mol) -> jax.Array:
     charges = mol.atom_charges()
     origin = np.einsum("i,ix->x", charges, mol.atom_coords()) / charges.sum()
     with mol.with_common_orig(origin):
-        return to_device(mol.intor_symmetric("int1e_r", comp=3))
+        return jnp.asarray(mol.intor_symmetric("int1e_r", comp=3))
 
 
 def make_grids(mol, level: int):
@@ -242,7 +243,7 @@ def _to_device(x: np.ndarray) -> jax.Array:
     """
     if jax.default_backend() == "cpu" and x.flags.c_contiguous:
         return jax.dlpack.from_dlpack(x)
-    return to_device(x)
+    return jnp.asarray(x)
 
 
 #: Grid points per block with AO screening (measured, benchmarks/results/scf_timing_cpu.md):
@@ -326,13 +327,11 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     n_mo = n_independent(S)  # canonical orthogonalisation keeps as many orbitals as PySCF
     if n_mo < mol.nelectron // 2:
         raise InputError("the basis is too linearly dependent for the number of electrons")
+    host = dict(S=S, T=T, V=V, e_nuc=e_nuc, grid_coords=coords, grid_weights=weights,
+                atom_coords=mol.atom_coords(), atom_charges=mol.atom_charges().astype(np.float64),
+                guess=guess)
     ints = Integrals(
-        S=to_device(S), T=to_device(T), V=to_device(V), e_nuc=to_device(e_nuc),
-        cderi=_to_device(cderi), grid_coords=to_device(coords),
-        grid_weights=to_device(weights), basis=bd, screen=screen,
-        atom_coords=to_device(mol.atom_coords()),
-        atom_charges=to_device(mol.atom_charges(), dtype=np.float64),
-        guess=to_device(guess),
+        **to_device(host), cderi=_to_device(cderi), basis=bd, screen=screen,
         cderi_sr=None if cderi_sr is None else _to_device(cderi_sr), omega=float(omega),
         n_elec=int(mol.nelectron), nao=int(mol.nao), n_mo=n_mo, block_size=int(block_size))
     del cderi, cderi_sr
