@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxks.transfer import to_device
+
 __all__ = ["AO_CUTOFF", "AOScreen", "BasisData", "ScreenBin", "basis_data", "eval_ao", "eval_ao_screened",
            "n_components", "screen_blocks", "shell_extents"]
 
@@ -127,10 +129,12 @@ def basis_data(mol) -> BasisData:
     for i in range(nbas):
         keyed.setdefault((shell_l[i], shell_nprim[i], shell_nctr[i]), []).append(i)
     groups = tuple(tuple(v) for v in keyed.values())
-    exps = tuple(jnp.asarray(np.stack([mol.bas_exp(i) for i in g])) for g in groups)
-    coeffs = tuple(jnp.asarray(np.stack([mol._libcint_ctr_coeff(i) for i in g])) for g in groups)
+    exps, coeffs, centers = to_device((
+        tuple(np.stack([mol.bas_exp(i) for i in g]) for g in groups),
+        tuple(np.stack([mol._libcint_ctr_coeff(i) for i in g]) for g in groups),
+        mol.atom_coords(unit="Bohr")))
     return BasisData(
-        centers=jnp.asarray(mol.atom_coords(unit="Bohr")),
+        centers=centers,
         exps=exps, coeffs=coeffs,
         shell_l=shell_l, shell_atom=shell_atom, shell_nprim=shell_nprim, shell_nctr=shell_nctr,
         shell_ao_offset=tuple(int(x) for x in ao_loc[:-1]), n_ao=int(ao_loc[-1]), groups=groups,
@@ -531,14 +535,14 @@ def screen_blocks(bd: BasisData, coords: np.ndarray, block_size: int, *, n_real:
             pos = np.argsort(~k, axis=1, kind="stable")[:, :n]            # kept shells first
             m = np.take_along_axis(k, pos, axis=1)
             pos = np.where(m, pos, pos[:, :1])
-            slots.append(jnp.asarray(pos, dtype=jnp.int32))
-            masks.append(jnp.asarray(m, dtype=jnp.float64))
+            slots.append(pos.astype(np.int32))
+            masks.append(m.astype(np.float64))
             w = width[grp[0]]
             off = np.asarray(bd.shell_ao_offset)[grp][pos]                # [nb_k, n]
             aos.append((off[:, :, None] + np.arange(w)).reshape(len(blocks), -1))
-        out.append(ScreenBin(jnp.asarray(blocks, dtype=jnp.int32), tuple(slots), tuple(masks),
-                             jnp.asarray(np.concatenate(aos, axis=1), dtype=jnp.int32)))
-    return AOScreen(tuple(out), cutoff=float(cutoff))
+        out.append(ScreenBin(blocks.astype(np.int32), tuple(slots), tuple(masks),
+                             np.concatenate(aos, axis=1).astype(np.int32)))
+    return to_device(AOScreen(tuple(out), cutoff=float(cutoff)))
 
 
 @functools.partial(jax.jit, static_argnames=("deriv",))

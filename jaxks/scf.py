@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxks import exchange
+from jaxks import compile_cache, exchange
 from jaxks.integrals import Integrals
 from jaxks.linalg import orthogonalizer
 from jaxks.numint import xc_energy_potential
@@ -311,18 +311,36 @@ MAX_COMPILED = 16
 
 def _compiled_loop(ints, params, guess, xc, term, options):
     """Ahead-of-time compiled SCF loop, cached on static settings and argument shapes, so the
-    compile time can be reported separately and repeated calls never recompile."""
+    compile time can be reported separately and repeated calls never recompile.
+
+    Looked up in memory, then in jaxks's executable cache on disk (another process compiled it:
+    loaded without tracing, :mod:`jaxks.compile_cache`), else traced and compiled (JAX's
+    persistent cache may still supply the XLA executable) and written to the disk cache."""
     args = (ints, params, guess)
     leaves, treedef = jax.tree_util.tree_flatten(args)
     key = (treedef, tuple((jnp.shape(v), jnp.result_type(v)) for v in leaves), xc, term, options)
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = _scf_loop_jit.lower(*args, xc=xc, term=term, options=options).compile()
+        fn = _load_or_compile(args, xc, term, options)
         _COMPILED[key] = fn
         while len(_COMPILED) > MAX_COMPILED:
             _COMPILED.popitem(last=False)
     else:
         _COMPILED.move_to_end(key)
+    return fn
+
+
+def _load_or_compile(args, xc, term, options):
+    disk_key = compile_cache.executable_key(
+        "jaxks.scf._scf_run", args, dict(xc=xc, term=term, options=options))
+    fn = compile_cache.load_executable(disk_key, args)
+    if fn is not None:
+        fn._jaxks_disk_key = disk_key  # to discard the entry should it fail to run
+        return fn
+    with compile_cache.watch_persistent_cache() as seen:
+        fn = _scf_loop_jit.lower(*args, xc=xc, term=term, options=options).compile()
+    if disk_key is not None:
+        compile_cache.store_executable(disk_key, fn, seen)
     return fn
 
 
@@ -395,8 +413,18 @@ def run_scf(ints: Integrals, xc: str | XCFunctional = "pbe", *, term: EnergyTerm
     t0 = time.perf_counter()
     compiled = _compiled_loop(ints, params, guess, xc, term, options)
     t1 = time.perf_counter()
-    result = compiled(ints, params, guess)
-    jax.block_until_ready(result)
+    try:
+        result = jax.block_until_ready(compiled(ints, params, guess))
+    except jax.errors.JaxRuntimeError:
+        disk_key = getattr(compiled, "_jaxks_disk_key", None)
+        if disk_key is None:
+            raise
+        # an executable from the disk cache that does not run (a damaged entry): compile anew
+        compile_cache.discard_executable(disk_key)
+        _COMPILED.clear()
+        compiled = _compiled_loop(ints, params, guess, xc, term, options)
+        t1 = time.perf_counter()
+        result = jax.block_until_ready(compiled(ints, params, guess))
     t2 = time.perf_counter()
     if warn and not bool(result.converged):
         warnings.warn(

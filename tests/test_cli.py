@@ -100,3 +100,25 @@ def test_hse06_scf_json_and_forces(water_xyz, capsys):
     assert out["energy_parts_eh"]["exact_exchange"] < -0.5
     g_ref = ref.nuc_grad_method().kernel()
     np.testing.assert_allclose(np.array(out["forces_hartree_per_bohr"]), -g_ref, atol=1e-6)
+
+
+def test_second_scf_process_uses_the_executable_cache(water_xyz, tmp_path):
+    """`jaxks scf` as a process: the first run writes the compiled SCF loop to jaxks's executable
+    cache, the second loads it (same energy) and both exit cleanly (status 0)."""
+    import os
+    import subprocess
+    import sys
+
+    from jaxks import compile_cache
+
+    env = {k: v for k, v in os.environ.items() if k != "JAXKS_COMPILE_CACHE"}
+    env.update(JAXKS_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "jaxks.cli", "scf", str(water_xyz), "--xc", "lda", "--basis",
+           "sto-3g", "--grid-level", "0", "--json"]
+    runs = [subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert len(list((tmp_path / "cache" / compile_cache.EXECUTABLE_SUBDIR).glob("*.bin"))) == 1
+    first, second = (json.loads(run.stdout) for run in runs)
+    assert second["energy_eh"] == first["energy_eh"]

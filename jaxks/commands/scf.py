@@ -90,6 +90,9 @@ def summarize(system, result, timings: dict, window: int = 4) -> dict:
     """A JSON-ready summary of an SCF result (energies in Eh and eV)."""
     eps = np.asarray(result.mo_energy)
     n_occ = result.n_occ
+    # HOMO/LUMO from the host copy: result.homo etc. would each compile a small XLA program
+    # (index clamped as JAX clamps it: a basis without virtual orbitals reports a zero gap)
+    homo, lumo = float(eps[n_occ - 1]), float(eps[min(n_occ, eps.size - 1)])
     lo, hi = max(n_occ - window, 0), min(n_occ + window, eps.size)
     orbitals = [dict(index=i, label=_label(i, n_occ), occupation=2.0 if i < n_occ else 0.0,
                      energy_eh=float(eps[i]), energy_ev=float(eps[i] * EV_PER_HARTREE))
@@ -103,8 +106,7 @@ def summarize(system, result, timings: dict, window: int = 4) -> dict:
         energy_parts_eh=dict(one_electron=float(p.one_electron), coulomb=float(p.coulomb),
                              xc=float(p.xc), exact_exchange=float(p.exact_exchange),
                              correction=float(p.term), nuclear=float(p.nuclear)),
-        homo_eh=float(result.homo), lumo_eh=float(result.lumo),
-        gap_ev=float(result.gap * EV_PER_HARTREE), orbitals=orbitals,
+        homo_eh=homo, lumo_eh=lumo, gap_ev=(lumo - homo) * EV_PER_HARTREE, orbitals=orbitals,
         # every orbital, so scripts can take any window or a density of states
         mo_energy_eh=[float(e) for e in eps],
         mo_occ=[2.0 if i < n_occ else 0.0 for i in range(eps.size)],

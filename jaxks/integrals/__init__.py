@@ -41,6 +41,7 @@ import scipy.linalg
 from jaxks.basis import AO_CUTOFF, AOScreen, BasisData, basis_data, screen_blocks
 from jaxks.linalg import n_independent
 from jaxks.system import InputError, System
+from jaxks.transfer import to_device
 
 
 @jax.tree_util.register_dataclass
@@ -326,13 +327,11 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     n_mo = n_independent(S)  # canonical orthogonalisation keeps as many orbitals as PySCF
     if n_mo < mol.nelectron // 2:
         raise InputError("the basis is too linearly dependent for the number of electrons")
+    host = dict(S=S, T=T, V=V, e_nuc=e_nuc, grid_coords=coords, grid_weights=weights,
+                atom_coords=mol.atom_coords(), atom_charges=mol.atom_charges().astype(np.float64),
+                guess=guess)
     ints = Integrals(
-        S=jnp.asarray(S), T=jnp.asarray(T), V=jnp.asarray(V), e_nuc=jnp.asarray(e_nuc),
-        cderi=_to_device(cderi), grid_coords=jnp.asarray(coords),
-        grid_weights=jnp.asarray(weights), basis=bd, screen=screen,
-        atom_coords=jnp.asarray(mol.atom_coords()), atom_charges=jnp.asarray(mol.atom_charges(),
-                                                                            dtype=jnp.float64),
-        guess=jnp.asarray(guess),
+        **to_device(host), cderi=_to_device(cderi), basis=bd, screen=screen,
         cderi_sr=None if cderi_sr is None else _to_device(cderi_sr), omega=float(omega),
         n_elec=int(mol.nelectron), nao=int(mol.nao), n_mo=n_mo, block_size=int(block_size))
     del cderi, cderi_sr
