@@ -182,7 +182,7 @@ def ip1_block(fints: ForceIntegrals, index) -> jax.Array:
 # einsum runs it at memory speed (≈15-20 GB/s), so the contraction is done on the host, inside
 # the callback that (for a streamed tensor) has just computed the block: the block never enters
 # XLA at all. Reverse mode (force losses) gets the transpose Γ̄_νμ = Σ_xP (∂_x μ ν|P) T̄_xPμ from
-# a second callback (``_contract_stored_bwd`` / ``_contract_streamed_bwd``).
+# a second callback (``_contract_streamed_bwd``). Stored tensors are contracted by XLA (below).
 def _contract_np(block, gamma):
     """T_xPμ = Σ_ν block_xPνμ Γ_νμ: block [3, n, ν, μ], Γ [ν, μ] -> [3, n, μ]."""
     return np.einsum("xpnm,nm->xpm", block, gamma)
@@ -215,9 +215,12 @@ def _callback(fn, shape, *args):
                              vmap_method="sequential")
 
 
+# A stored tensor is contracted by XLA, not on the host: it lives on the device (a GPU would
+# copy it to the host at every call), and a host callback inside a computation sharded over
+# several devices deadlocked XLA:CPU's all-reduce (two-device training step, jaxlib 0.10.1).
 @jax.custom_vjp
 def _contract_stored(ip1, index, gamma):
-    return _callback(_contract_np, ip1.shape[1:4], ip1[index], gamma)
+    return jnp.einsum("xpnm,nm->xpm", ip1[index], gamma)
 
 
 def _contract_stored_fwd(ip1, index, gamma):
@@ -228,7 +231,7 @@ def _contract_stored_fwd(ip1, index, gamma):
 
 def _contract_stored_bwd(res, tbar):
     ip1, index = res
-    return None, None, _callback(_contract_t_np, ip1.shape[3:], ip1[index], tbar)
+    return None, None, jnp.einsum("xpnm,xpm->nm", ip1[index], tbar)
 
 
 _contract_stored.defvjp(_contract_stored_fwd, _contract_stored_bwd)
