@@ -3,7 +3,6 @@ DF-RKS on the same basis, auxiliary basis, grid and ω; its derivatives against 
 central finite differences of reconverged SCFs."""
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -116,16 +115,10 @@ def test_hybrid_scf_matches_pyscf(geometry, xc_name):
     assert abs(float(res.parts.exact_exchange)) > 0.5
 
 
-# Past the CI budget on a loaded 2-core machine (hexamer ~4 min, force-loss gradient ~6 min):
-# opt-in with JAXKS_HEAVY_TESTS=1 (both passed when this was written).
-HEAVY = pytest.mark.skipif(not os.environ.get("JAXKS_HEAVY_TESTS"),
-                           reason="heavy: set JAXKS_HEAVY_TESTS=1")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("geometry,xc_name,basis", [
     ("water", "hse06", "def2-tzvp"),
-    pytest.param("hexamer", "hse06", "def2-svp", marks=HEAVY)])
+    ("hexamer", "hse06", "def2-svp")])
 def test_hybrid_scf_matches_pyscf_larger(geometry, xc_name, basis):
     res, mf = _scf_pair(geometry, xc_name, basis)
     assert abs(float(res.energy) - mf.e_tot) < 1e-8
@@ -211,7 +204,6 @@ def test_hybrid_forces_match_pyscf(geometry, xc_name, grid_response):
 
 
 @pytest.mark.slow
-@HEAVY  # 6 min on the loaded 2-core machine (passed when written)
 def test_force_loss_gradient_of_hybrid_matches_finite_differences():
     """d‖F(θ) − F_ref‖²/dθ through jaxks.implicit.solve (the exchange force term differentiated
     through the factor of Γ) vs central differences of reconverged SCFs."""
@@ -230,7 +222,7 @@ def test_force_loss_gradient_of_hybrid_matches_finite_differences():
         return jnp.sum((forces(res, ints, fints, SR_PBE) - f_ref) ** 2)
 
     def loss_fd(theta):
-        res = run_scf(ints, xc, term=term, params=dict(params, theta=jnp.asarray(theta)),
+        res = run_scf(ints, SR_PBE, term=term, params=dict(params, theta=jnp.asarray(theta)),
                       options=tight)
         assert bool(res.converged)
         return float(jnp.sum((forces(res, ints, fints, SR_PBE) - f_ref) ** 2))
