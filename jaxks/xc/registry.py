@@ -139,8 +139,10 @@ def hse06(name: str = "hse06", continuous: bool = False) -> XCFunctional:
     ``continuous=True`` gives the variant whose ωPBE reduced-gradient rescaling has no jumps
     (:func:`jaxks.xc.wpbeh.continuous_rescaled_s`): libxc's HSE06 energy jumps where s crosses 1
     or 15, so finite differences of SCF quantities (and the energy along an MD trajectory) see
-    those jumps; the smooth variant differs from libxc's only where s < 1 or s > 15 (energies of
-    water by ~1e-5 Eh). The registered "hse06" is libxc's (``continuous=False``).
+    those jumps; the smooth variant differs from libxc's only where s < 1 or s > 15, which
+    moves the total energy (water monomer, def2-SVP, grid level 3: by 4.2e-4 Eh) but removes
+    the jumps. It is for derivative checks, not for production. The registered "hse06" is
+    libxc's (``continuous=False``).
     """
     x0 = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=0.0, continuous=continuous))
     sr_x = XCTerm("GGA_X_WPBEH", _wpbeh.GgaXWpbeh(omega=HSE06_OMEGA, continuous=continuous),
