@@ -31,9 +31,9 @@ Terms (every "∂" at fixed Γ; μ ∈ A: AO μ sits on atom A; ∇ acts on the 
 Memory: the one tensor of size 3·n_aux·n_ao² (``int3c2e_ip1``) is contracted block by block of
 auxiliary shells in a ``lax.scan``; small ones are stored, large ones are computed by PySCF block
 by block as the scan reaches them (:mod:`jaxks.integrals.derivatives`), so the dense tensor is
-never held and (H2O)32 forces fit in 24 GB. The Γ-contraction of each block runs on the host
-(:func:`jaxks.integrals.derivatives.ip1_contract`, numpy at memory speed), with a reverse-mode
-rule for force losses.
+never held and (H2O)32 forces fit in 24 GB. The Γ-contraction of each block
+(:func:`jaxks.integrals.derivatives.ip1_contract`, with a reverse-mode rule for force losses) runs
+in XLA for a stored tensor and on the host, at memory speed, for a streamed block.
 """
 
 from __future__ import annotations

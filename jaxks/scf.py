@@ -331,6 +331,10 @@ def _compiled_loop(ints, params, guess, xc, term, options):
 
 
 def _load_or_compile(args, xc, term, options):
+    if compile_cache.executable_dir() is None:
+        # the executable cache is off (library use): no key (it hashes jaxks's source) and no
+        # watching of JAX's persistent cache
+        return _scf_loop_jit.lower(*args, xc=xc, term=term, options=options).compile()
     disk_key = compile_cache.executable_key(
         "jaxks.scf._scf_run", args, dict(xc=xc, term=term, options=options))
     fn = compile_cache.load_executable(disk_key, args)

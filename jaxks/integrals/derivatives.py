@@ -258,11 +258,12 @@ _contract_streamed.defvjp(_contract_streamed_fwd, _contract_streamed_bwd)
 def ip1_contract(fints: ForceIntegrals, index, gamma: jax.Array) -> jax.Array:
     """T_xPμ = Σ_ν (∂_x μ ν|P) Γ_νμ [3, blk, nao] for block ``index`` of auxiliary functions P.
 
-    Linear in the symmetric Γ [nao, nao]; computed on the host (stored block, or the block
-    computed by PySCF now and contracted at once), differentiable in Γ by reverse mode: the
-    forward pass saves no block (only the index), the transpose Γ̄ = Σ_xP (∂_x μ ν|P) T̄_xPμ
-    computes a streamed block once more — two evaluations per block for value and gradient,
-    so callers need no ``jax.checkpoint``. Usable inside jit and scan.
+    Linear in the symmetric Γ [nao, nao]. A stored block is contracted by XLA; a streamed one
+    on the host, in the callback where PySCF has just computed it. Differentiable in Γ by
+    reverse mode: the forward pass saves no block (only the index), the transpose
+    Γ̄ = Σ_xP (∂_x μ ν|P) T̄_xPμ reads the stored block again or computes a streamed block once
+    more — two evaluations per block for value and gradient, so callers need no
+    ``jax.checkpoint``. Usable inside jit and scan.
     """
     if fints.ip1 is not None:
         return _contract_stored(fints.ip1, index, gamma)

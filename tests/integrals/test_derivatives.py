@@ -1,6 +1,6 @@
 """The blocked 3-centre derivative integrals (jaxks.integrals.derivatives): block layout and the
-host-side Γ-contraction with its reverse-mode transpose, stored and streamed, against PySCF's dense
-``int3c2e_ip1`` tensor."""
+Γ-contraction with its reverse-mode transpose (XLA for a stored tensor, host for a streamed one),
+against PySCF's dense ``int3c2e_ip1`` tensor."""
 
 import jax
 import jax.numpy as jnp
