@@ -48,7 +48,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxks.pairs import PairList, unpack
 
 #: Elements of one block of unpacked B_P (n_aux_block · n_ao²): 4 M doubles = 32 MB.
 BLOCK_ELEMENTS = 1 << 22
@@ -78,37 +79,30 @@ def check_integrals(ints, xc) -> None:
 
 
 # ----------------------------------------------------------------------------- blocks
-def _unpack_index(nao: int) -> np.ndarray:
-    """[nao, nao] positions of (μ, ν) in PySCF's packed lower triangle (μ ≥ ν)."""
-    i, j = np.maximum.outer(np.arange(nao), np.arange(nao)), np.minimum.outer(
-        np.arange(nao), np.arange(nao))
-    return i * (i + 1) // 2 + j
-
-
 def block_size(naux: int, nao: int) -> int:
     """Auxiliary functions per block so one unpacked block has about BLOCK_ELEMENTS elements."""
     return int(max(1, min(naux, BLOCK_ELEMENTS // max(nao * nao, 1))))
 
 
-def _scan_aux(fn, init, tensors, nao: int):
+def _scan_aux(fn, init, tensors, nao: int, pairs: PairList | None):
     """(carry, ys) = fold of ``fn(carry, blocks) -> (carry, y)`` over blocks of auxiliary rows of
-    the packed ``tensors`` (a tuple of [naux, npair] arrays sliced alike; each block unpacked to
-    [blk, nao, nao]); ys: the per-row outputs y [blk, ...] joined to [naux, ...] (None if fn
-    returns None).
+    the packed ``tensors`` (a tuple of [naux, n_pair] arrays on ``pairs``, sliced alike; each
+    block unpacked to [blk, nao, nao]); ys: the per-row outputs y [blk, ...] joined to
+    [naux, ...] (None if fn returns None).
 
     Full blocks go through ``lax.scan`` (``dynamic_slice``, no padded copy of the tensor), the
     remainder through one more call of ``fn``.
     """
     naux = tensors[0].shape[0]
     blk = block_size(naux, nao)
-    idx = _unpack_index(nao)
     nfull, rest = divmod(naux, blk)
 
-    def unpack(start, size):
-        return tuple(jax.lax.dynamic_slice_in_dim(t, start, size, 0)[:, idx] for t in tensors)
+    def rows(start, size):
+        return tuple(unpack(jax.lax.dynamic_slice_in_dim(t, start, size, 0), nao, pairs)
+                     for t in tensors)
 
     def body(carry, i):
-        return fn(carry, unpack(i * blk, blk))
+        return fn(carry, rows(i * blk, blk))
 
     carry, parts = init, []
     if nfull:
@@ -116,7 +110,7 @@ def _scan_aux(fn, init, tensors, nao: int):
         if ys is not None:
             parts.append(ys.reshape((nfull * blk,) + ys.shape[2:]))
     if rest:
-        carry, y = fn(carry, tuple(t[nfull * blk:][:, idx] for t in tensors))
+        carry, y = fn(carry, tuple(unpack(t[nfull * blk:], nao, pairs) for t in tensors))
         if y is not None:
             parts.append(y)
     ys = (jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]) if parts else None
@@ -137,7 +131,7 @@ def density_factor(gamma: jax.Array, rank: int) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- K
-def _k_from_factor(y, cderi):
+def _k_from_factor(y, cderi, pairs):
     nao = y.shape[0]
 
     def fn(k, blocks):
@@ -145,25 +139,27 @@ def _k_from_factor(y, cderi):
         by = b @ y  # [blk, nao, r]
         return k + jnp.einsum("pmi,pni->mn", by, by), None
 
-    return _scan_aux(fn, jnp.zeros((nao, nao), y.dtype), (cderi,), nao)[0]
+    return _scan_aux(fn, jnp.zeros((nao, nao), y.dtype), (cderi,), nao, pairs)[0]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def exchange_matrix(gamma: jax.Array, cderi: jax.Array, rank: int) -> jax.Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def exchange_matrix(gamma: jax.Array, cderi: jax.Array, pairs: PairList | None,
+                    rank: int) -> jax.Array:
     """Density-fitted exchange matrix K_μν = Σ_P (B_P Γ B_P)_μν [nao, nao] (Hartree).
 
     Args:
         gamma: symmetric total density matrix [nao, nao] of rank ≤ ``rank`` (see module docstring).
-        cderi: packed whitened 3-centre tensor B [naux, nao(nao+1)/2] (1/r or erfc(ωr)/r).
+        cderi: packed whitened 3-centre tensor B [naux, n_pair] (1/r or erfc(ωr)/r).
+        pairs: the tensor's AO pairs (:mod:`jaxks.pairs`; None: the whole triangle).
         rank: number of factor columns, n_occ.
     """
-    return _k_from_factor(density_factor(jax.lax.stop_gradient(gamma), rank), cderi)
+    return _k_from_factor(density_factor(jax.lax.stop_gradient(gamma), rank), cderi, pairs)
 
 
 @exchange_matrix.defjvp
 def _exchange_matrix_jvp(rank, primals, tangents):
-    gamma, cderi = primals
-    dgamma, dcderi = tangents
+    gamma, cderi, pairs = primals
+    dgamma, dcderi, _ = tangents  # the pair indices are integers
     y = density_factor(jax.lax.stop_gradient(gamma), rank)
     nao = gamma.shape[0]
     dgamma = 0.5 * (dgamma + dgamma.T)
@@ -179,7 +175,7 @@ def _exchange_matrix_jvp(rank, primals, tangents):
         return (k, dk + t + u + u.T), None
 
     zero = jnp.zeros((nao, nao), gamma.dtype)
-    (k, dk), _ = _scan_aux(fn, (zero, zero), (cderi, dcderi), nao)
+    (k, dk), _ = _scan_aux(fn, (zero, zero), (cderi, dcderi), nao, pairs)
     return k, dk
 
 
@@ -191,9 +187,11 @@ def exchange_energy_fock(gamma: jax.Array, ints, xc):
     nao = gamma.shape[0]
     k = jnp.zeros((nao, nao), gamma.dtype)
     if getattr(xc, "exact_exchange", 0.0):
-        k = k + xc.exact_exchange * exchange_matrix(gamma, ints.cderi, ints.n_occ)
+        k = k + xc.exact_exchange * exchange_matrix(gamma, ints.cderi, ints.pairs,
+                                                    ints.n_occ)
     if getattr(xc, "sr_exchange", 0.0):
-        k = k + xc.sr_exchange * exchange_matrix(gamma, ints.cderi_sr, ints.n_occ)
+        k = k + xc.sr_exchange * exchange_matrix(gamma, ints.cderi_sr, ints.pairs,
+                                                 ints.n_occ)
     return -0.25 * jnp.vdot(gamma, k), -0.5 * k
 
 
@@ -202,15 +200,17 @@ def _segment(values, ids, natm):
     return jax.ops.segment_sum(values, ids, num_segments=natm)
 
 
-def exchange_tensor_gradient(gamma: jax.Array, cderi: jax.Array, derivs, rank: int) -> jax.Array:
+def exchange_tensor_gradient(gamma: jax.Array, cderi: jax.Array, derivs, rank: int,
+                             pairs: PairList | None = None) -> jax.Array:
     """dE/dR_A [natm, 3] (Hartree/Bohr) of E = −¼ tr(Γ K[Γ]) for one operator, at fixed Γ.
 
     Args:
         gamma: density matrix [nao, nao], rank ≤ ``rank``.
-        cderi: that operator's packed whitened tensor B [naux', nao(nao+1)/2].
+        cderi: that operator's packed whitened tensor B [naux', n_pair] on ``pairs``.
         derivs: :class:`jaxks.forces.ForceIntegrals` of the same operator (fields ``ip1``,
             ``aux_index``, ``aux_atom``, ``ip2c``, ``aux_atom_flat``, ``fit``, ``ao_atom``).
         rank: n_occ.
+        pairs: the tensor's AO pairs (:mod:`jaxks.pairs`; None: the whole triangle).
     """
     from jaxks.integrals.derivatives import ip1_block
 
@@ -221,7 +221,7 @@ def exchange_tensor_gradient(gamma: jax.Array, cderi: jax.Array, derivs, rank: i
 
     # e_Q' = Yᵀ B_Q' Y for every Q' [naux', r, r], block by block
     _, e = _scan_aux(lambda c, blocks: (c, jnp.einsum("mi,pmn,nj->pij", y, blocks[0], y)),
-                     None, (cderi,), nao)
+                     None, (cderi,), nao, pairs)
     naux_w = cderi.shape[0]
     d = (derivs.fit @ e.reshape(naux_w, r * r)).reshape(-1, r, r)  # M⁻¹ e [naux, r, r]
     d_pad = jnp.concatenate([d, jnp.zeros((1, r, r), d.dtype)])
@@ -257,8 +257,8 @@ def exchange_gradient(gamma: jax.Array, ints, fints, xc) -> jax.Array:
     grad = jnp.zeros((fints.natm, 3), gamma.dtype)
     if getattr(xc, "exact_exchange", 0.0):
         grad = grad + xc.exact_exchange * exchange_tensor_gradient(gamma, ints.cderi, fints,
-                                                                   ints.n_occ)
+                                                                   ints.n_occ, ints.pairs)
     if getattr(xc, "sr_exchange", 0.0):
         grad = grad + xc.sr_exchange * exchange_tensor_gradient(gamma, ints.cderi_sr, fints.sr,
-                                                                ints.n_occ)
+                                                                ints.n_occ, ints.pairs)
     return grad

@@ -47,18 +47,11 @@ from jaxks import exchange
 from jaxks.grid_weights import GridGeometry
 # Derivative integrals come from the integrals stage (the one place that calls PySCF).
 from jaxks.integrals.derivatives import ForceIntegrals, force_integrals, ip1_contract  # noqa: F401
+from jaxks.pairs import PairList, pack_weights
 from jaxks.units import EV_ANGSTROM_PER_HARTREE_BOHR
 
 
 # ----------------------------------------------------------------------------- energy terms
-def _packed_weights(m: jax.Array) -> jax.Array:
-    """Packed lower triangle of a symmetric matrix with off-diagonals doubled, so that
-    Σ_μν X_μν m_μν = pack(X) · _packed_weights(m) for symmetric X."""
-    n = m.shape[0]
-    rows, cols = np.tril_indices(n)
-    return (m * (2.0 - jnp.eye(n, dtype=m.dtype)))[rows, cols]
-
-
 def _segment(values: jax.Array, segment_ids: jax.Array, natm: int) -> jax.Array:
     """Sum rows of ``values`` [n, 3] into atoms: [natm, 3]."""
     return jax.ops.segment_sum(values, segment_ids, num_segments=natm)
@@ -69,20 +62,25 @@ def one_electron_gradient(gamma, w, fints: ForceIntegrals) -> jax.Array:
     density W (both [nao, nao], symmetric)."""
     per_ao = (-2.0 * jnp.einsum("xmn,mn->mx", fints.iphcore, gamma)
               + 2.0 * jnp.einsum("xmn,mn->mx", fints.ipovlp, w))
-    operator = jnp.einsum("axp,p->ax", fints.rinv, _packed_weights(gamma))
+    operator = jnp.einsum("axp,p->ax", fints.rinv, pack_weights(gamma))
     return _segment(per_ao, fints.ao_atom, fints.natm) + operator
 
 
-def coulomb_gradient(gamma, cderi, fints: ForceIntegrals) -> jax.Array:
+def coulomb_gradient(gamma, cderi, fints: ForceIntegrals, pairs: PairList | None = None
+                     ) -> jax.Array:
     """∂E_J/∂R_A [natm, 3] (Hartree/Bohr) of the density-fitted Coulomb energy at fixed Γ.
 
     Args:
         gamma: density matrix [nao, nao].
-        cderi: the SCF's packed whitened 3-centre tensor B [naux', nao(nao+1)/2].
+        cderi: the SCF's packed whitened 3-centre tensor B [naux', n_pair] on ``pairs``
+            (:mod:`jaxks.pairs`; None: the whole triangle).
         fints: :class:`ForceIntegrals`.
+
+    A screened tensor gives the fitted coefficients c of its own (screened) energy; the
+    derivative integrals keep every pair, whose dropped part is below the screening threshold.
     """
     natm = fints.natm
-    e = cderi @ _packed_weights(gamma)  # B·Γ
+    e = cderi @ pack_weights(gamma, pairs)  # B·Γ
     c = fints.fit @ e  # M⁻¹ d
     c_pad = jnp.concatenate([c, jnp.zeros(1, c.dtype)])
 
@@ -159,7 +157,8 @@ def _energy_gradient_impl(gamma, fock, ints, fints, xc, grid_response):
     gamma = 0.5 * (gamma + gamma.T)
     w = 0.5 * gamma @ fock @ gamma
     w = 0.5 * (w + w.T)
-    grad = one_electron_gradient(gamma, w, fints) + coulomb_gradient(gamma, ints.cderi, fints)
+    grad = one_electron_gradient(gamma, w, fints) + coulomb_gradient(gamma, ints.cderi, fints,
+                                                                        ints.pairs)
     r0 = ints.atom_coords
     grad = grad + jax.grad(nuclear_repulsion)(r0, ints.atom_charges)
     grid = fints.grid if grid_response else None

@@ -56,8 +56,9 @@ from jaxks import exchange, linalg
 from jaxks.integrals import Integrals
 from jaxks.krylov import gmres
 from jaxks.linalg import orthogonalizer
+from jaxks.pairs import PairList, unpack
 from jaxks.scf import (SCFOptions, SCFResult, _scf_loop, diagonalize, finalize, fock_matrix,
-                       resolve_xc, unpack_tril)
+                       resolve_xc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,11 +138,12 @@ def _sym(m):
 
 
 def coulomb_diagonal(cderi: jax.Array, c_occ: jax.Array, c_virt: jax.Array,
-                     block_mb: float = 64.0) -> jax.Array:
+                     block_mb: float = 64.0, pairs: PairList | None = None) -> jax.Array:
     """Exchange-type self-repulsions (ai|ai) = Σ_P (c_aᵀ B_P c_i)² [n_virt, n_occ] (Hartree).
 
     Args:
-        cderi: packed whitened 3-centre tensor B [naux, nao(nao+1)/2].
+        cderi: packed whitened 3-centre tensor B [naux, n_pair] on ``pairs`` (:mod:`jaxks.pairs`;
+            None: the whole triangle).
         c_occ, c_virt: orbital coefficients [nao, n_occ], [nao, n_virt].
         block_mb: memory for one block of unpacked B_P (the whole tensor is never unpacked).
     """
@@ -156,7 +158,7 @@ def coulomb_diagonal(cderi: jax.Array, c_occ: jax.Array, c_virt: jax.Array,
         first = jnp.minimum(start, naux - blk)
         rows = jax.lax.dynamic_slice_in_dim(cderi, first, blk, axis=0)
         fresh = (first + jnp.arange(blk)) >= start
-        b = jax.vmap(lambda v: unpack_tril(v, nao))(rows)  # [blk, nao, nao]
+        b = unpack(rows, nao, pairs)  # [blk, nao, nao]
         b_ai = jnp.einsum("ma,pmi->pai", c_virt, b @ c_occ)
         return acc + jnp.einsum("p,pai->ai", fresh.astype(b_ai.dtype), b_ai * b_ai)
 
@@ -176,7 +178,7 @@ def adjoint_preconditioner(ints: Integrals, eps: jax.Array, c: jax.Array,
     n = ints.n_occ
     c_occ, c_virt = c[:, :n], c[:, n:]
     gap = eps[n:, None] - eps[None, :n]
-    d = 1.0 + 4.0 * coulomb_diagonal(ints.cderi, c_occ, c_virt, block_mb) / gap
+    d = 1.0 + 4.0 * coulomb_diagonal(ints.cderi, c_occ, c_virt, block_mb, ints.pairs) / gap
     scale = 1.0 / d - 1.0
     s_occ, s_virt = ints.S @ c_occ, ints.S @ c_virt
 

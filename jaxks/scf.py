@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxks import compile_cache, exchange
 from jaxks.integrals import Integrals
 from jaxks.linalg import orthogonalizer
+from jaxks.pairs import PairList, pack_weights, unpack
 from jaxks.numint import xc_energy_potential
 from jaxks.xc import XCFunctional, get_xc
 
@@ -126,39 +126,26 @@ class SCFResult:
 
 
 # ----------------------------------------------------------------------------- Fock build
-def pack_tril(m: jax.Array) -> jax.Array:
-    """Lower triangle (μ ≥ ν) of [n, n] as a vector [n(n+1)/2], PySCF's row-major order."""
-    rows, cols = np.tril_indices(m.shape[0])
-    return m[rows, cols]
-
-
-def unpack_tril(v: jax.Array, n: int) -> jax.Array:
-    """Symmetric [n, n] matrix from its packed lower triangle (inverse of :func:`pack_tril`)."""
-    rows, cols = np.tril_indices(n)
-    low = jnp.zeros((n, n), v.dtype).at[rows, cols].set(v)
-    return low + low.T - jnp.diag(jnp.diag(low))
-
-
-def coulomb(gamma: jax.Array, cderi: jax.Array) -> jax.Array:
+def coulomb(gamma: jax.Array, cderi: jax.Array, pairs: PairList | None = None) -> jax.Array:
     """Density-fitted Coulomb matrix J_μν = Σ_P B_P,μν d_P,  d_P = Σ_λσ B_P,λσ Γ_λσ.
 
     Args:
         gamma: symmetric density matrix [nao, nao].
-        cderi: packed whitened 3-centre tensor [naux, nao(nao+1)/2].
+        cderi: packed whitened 3-centre tensor [naux, n_pair] on ``pairs``
+            (:mod:`jaxks.pairs`; None: the whole triangle, n_pair = nao(nao+1)/2).
     Returns:
         J [nao, nao] (Hartree).
     """
     nao = gamma.shape[0]
     # off-diagonal pairs appear once in the packed triangle but twice in the full contraction
-    g = pack_tril(gamma * (2.0 - jnp.eye(nao, dtype=gamma.dtype)))
-    d = cderi @ g
-    return unpack_tril(d @ cderi, nao)
+    d = cderi @ pack_weights(gamma, pairs)
+    return unpack(d @ cderi, nao, pairs)
 
 
 def fock_matrix(gamma, ints: Integrals, xc: XCFunctional, term: EnergyTerm | None, params):
     """F[Γ] = ∂E/∂Γ and the energy parts at Γ. Returns (F [nao, nao], :class:`EnergyParts`)."""
     h = ints.hcore
-    j = coulomb(gamma, ints.cderi)
+    j = coulomb(gamma, ints.cderi, ints.pairs)
     exc, vxc = xc_energy_potential(gamma, ints, xc)
     fock = h + j + vxc
     e_k = jnp.zeros((), gamma.dtype)

@@ -13,7 +13,8 @@ from jaxks.exchange import exchange_matrix
 from jaxks.hooks import ExternalPotential, electric_field_params
 from jaxks.implicit import AdjointOptions, solve
 from jaxks.integrals import integrals_from_pyscf, make_grids
-from jaxks.scf import SCFOptions, run_scf, unpack_tril
+from jaxks.pairs import unpack
+from jaxks.scf import SCFOptions, run_scf
 from jaxks.xc import XCFunctional, get_xc
 from jaxks.xc.registry import GGA_C_PBE, GGA_X_PBE, hse06
 from tests import geometries as geo
@@ -61,7 +62,7 @@ def test_exchange_matrix_matches_pyscf_density_fitting(omega):
     mol, _, ints = _mol_ints("water", "def2-svp", OMEGA)
     dm = _random_density(mol.nao, ints.n_occ, seed=0)
     cderi = ints.cderi_sr if omega else ints.cderi
-    k = np.asarray(exchange_matrix(jnp.asarray(dm), cderi, ints.n_occ))
+    k = np.asarray(exchange_matrix(jnp.asarray(dm), cderi, ints.pairs, ints.n_occ))
     dfobj = df.DF(mol, auxbasis=AUX)
     _, k_ref = dfobj.get_jk(dm, hermi=1, with_j=False, omega=-omega if omega else None)
     np.testing.assert_allclose(k, k_ref, rtol=0, atol=1e-10)
@@ -79,14 +80,14 @@ def test_exchange_matrix_derivatives_are_exact():
     dg = jnp.asarray(dg + dg.T)
     cderi = ints.cderi_sr
     db = jnp.asarray(rng.normal(size=cderi.shape) * 1e-2)
-    b = np.stack([np.asarray(unpack_tril(row, nao)) for row in np.asarray(cderi)])
+    b = np.asarray(unpack(cderi, nao, ints.pairs))
     dense = np.einsum("pml,ln,pnk->mk", b, np.asarray(dg), b)
-    _, tangent = jax.jvp(lambda g: exchange_matrix(g, cderi, n_occ), (gamma,), (dg,))
+    _, tangent = jax.jvp(lambda g: exchange_matrix(g, cderi, ints.pairs, n_occ), (gamma,), (dg,))
     np.testing.assert_allclose(np.asarray(tangent), dense, rtol=0, atol=1e-10 * np.abs(dense).max())
-    _, tangent_b = jax.jvp(lambda c: exchange_matrix(gamma, c, n_occ), (cderi,), (db,))
+    _, tangent_b = jax.jvp(lambda c: exchange_matrix(gamma, c, ints.pairs, n_occ), (cderi,), (db,))
     h = 1.0
-    fd = (exchange_matrix(gamma, cderi + h * db, n_occ)
-          - exchange_matrix(gamma, cderi - h * db, n_occ)) / (2 * h)
+    fd = (exchange_matrix(gamma, cderi + h * db, ints.pairs, n_occ)
+          - exchange_matrix(gamma, cderi - h * db, ints.pairs, n_occ)) / (2 * h)
     np.testing.assert_allclose(np.asarray(tangent_b), np.asarray(fd), rtol=0,
                                atol=1e-10 * np.abs(fd).max())
 

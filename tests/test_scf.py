@@ -82,7 +82,7 @@ def test_coulomb_matches_pyscf_get_j():
     ints = integrals_from_pyscf(mol, AUX, 0)
     dm = scf.hf.init_guess_by_minao(mol)
     j_ref = df.DF(mol, auxbasis=AUX).get_jk(dm, with_k=False)[0]
-    np.testing.assert_allclose(np.asarray(coulomb(jnp.asarray(dm), ints.cderi)), j_ref,
+    np.testing.assert_allclose(np.asarray(coulomb(jnp.asarray(dm), ints.cderi, ints.pairs)), j_ref,
                                atol=1e-10)
 
 

@@ -12,8 +12,11 @@ For a :class:`~jaxks.system.System` we compute, once per geometry,
 * ``V``      nuclear attraction V_μν = <μ|Σ_A -Z_A/|r-R_A||ν>        [nao, nao]
 * ``e_nuc``  nuclear repulsion Σ_{A<B} Z_A Z_B / R_AB                 scalar, Hartree
 * ``cderi``  whitened density-fitting tensor B_P,μν = Σ_Q (L⁻¹)_PQ (Q|μν), with (P|Q) = L Lᵀ,
-             stored on the packed lower triangle μ ≥ ν (PySCF's ``pack_tril`` order)  [naux, nao(nao+1)/2]
-             so that (μν|λσ) ≈ Σ_P B_P,μν B_P,λσ (the same approximation as PySCF's ``density_fit``)
+             stored on the packed lower triangle μ ≥ ν (PySCF's ``pack_tril`` order)  [naux, n_pair]
+             so that (μν|λσ) ≈ Σ_P B_P,μν B_P,λσ (the same approximation as PySCF's ``density_fit``);
+             by default only the pairs whose column 2-norm reaches :data:`DF_PAIR_CUTOFF`
+             (``pairs``, a :class:`jaxks.pairs.PairList`; None when every pair is kept,
+             n_pair = nao(nao+1)/2)
 * ``cderi_sr`` (only when asked for, ``omega`` > 0) the same whitened tensor of the short-range
              operator erfc(ωr)/r, 3-centre and 2-centre integrals both short-range (PySCF's
              range-separated density fitting, ``mol.with_range_coulomb(-ω)``), for the
@@ -40,6 +43,7 @@ import scipy.linalg
 
 from jaxks.basis import AO_CUTOFF, AOScreen, BasisData, basis_data, screen_blocks
 from jaxks.linalg import n_independent
+from jaxks.pairs import PairList, pair_list
 from jaxks.system import InputError, System
 from jaxks.transfer import to_device
 
@@ -52,8 +56,10 @@ class Integrals:
     Static fields (``n_elec``, ``nao``, ``n_mo``, ``block_size``) are part of the tree structure, so
     a jitted function taking an ``Integrals`` recompiles only when these or the array shapes change.
     ``screen`` (:class:`jaxks.basis.AOScreen`, or None for none) lists the shells each grid block
-    evaluates; its padded lengths depend on the geometry, so two geometries of one molecule may
-    compile twice (build with ``ao_cutoff=None`` where one compilation per composition matters).
+    evaluates and ``pairs`` (:class:`jaxks.pairs.PairList`, or None for all) the AO pairs the DF
+    tensors keep; their lengths depend on the geometry, so two geometries of one molecule may
+    compile twice (build with ``ao_cutoff=None, pair_cutoff=None`` where one compilation per
+    composition matters, as batched training frames do).
     """
 
     S: jax.Array
@@ -69,6 +75,7 @@ class Integrals:
     guess: jax.Array | None = None
     screen: AOScreen | None = None
     cderi_sr: jax.Array | None = None
+    pairs: PairList | None = None
     n_elec: int = dataclasses.field(metadata=dict(static=True), default=0)
     nao: int = dataclasses.field(metadata=dict(static=True), default=0)
     n_mo: int = dataclasses.field(metadata=dict(static=True), default=0)
@@ -177,24 +184,19 @@ class Whitening:
         return self.v
 
 
-def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
-    """Whitened 3-centre tensor B = L⁻¹ (P|μν), packed on μ ≥ ν, built block by block.
+#: Pair screening threshold of the DF tensor (:func:`df_tensor`): columns B_·,μν with 2-norm
+#: below it are dropped (measured effect in tests/test_integrals.py and
+#: benchmarks/results/scf_timing_cpu.md).
+DF_PAIR_CUTOFF = 1e-11
 
-    Args:
-        mol, auxmol: PySCF molecules of the orbital and auxiliary basis.
-        max_block_mb: memory for one block of raw 3-centre integrals.
-    Returns:
-        float64 array [naux, nao(nao+1)/2].
-    """
+
+def _whitened_blocks(mol, auxmol, white: Whitening, max_block_mb: float):
+    """Yield (p0, p1, L⁻¹ (P|μν)[:, p0:p1]) over blocks of AO shell rows: pairs (i ≥ j) of rows
+    ao_loc[i0]:ao_loc[i1] are contiguous in the packed triangle (PySCF's pack_tril order)."""
     from pyscf.df import incore
 
-    white = Whitening.of(auxmol)
-    naux, whiten = white.n_fit, white.apply
-    nao = mol.nao
+    naux = white.n_fit
     ao_loc = mol.ao_loc_nr()
-    out = _aligned_empty((naux, nao * (nao + 1) // 2))
-    # Block over AO shell rows i: pairs (i >= j) of rows ao_loc[i0]:ao_loc[i1] are contiguous
-    # in the packed triangle.
     max_pairs = max(int(max_block_mb * 1e6 / 8 / max(naux, 1)), 1)
     nbas = mol.nbas
     i0 = 0
@@ -207,17 +209,88 @@ def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
         p1 = ao_loc[i1] * (ao_loc[i1] + 1) // 2
         int3c = incore.aux_e2(mol, auxmol, intor="int3c2e", aosym="s2ij",
                               shls_slice=(i0, i1, 0, i1, 0, auxmol.nbas))
-        out[:, p0:p1] = whiten(np.asarray(int3c).reshape(p1 - p0, -1).T)
+        yield p0, p1, white.apply(np.asarray(int3c).reshape(p1 - p0, -1).T)
         i0 = i1
-    return out
 
 
-def range_separated_cderi(mol, auxmol, omega: float, max_block_mb: float = 512.0) -> np.ndarray:
+def df_tensor(mol, auxmol, *, pair_cutoff: float | None = None, keep: np.ndarray | None = None,
+              max_block_mb: float = 512.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Whitened 3-centre tensor B = L⁻¹ (P|μν) on the packed triangle μ ≥ ν, optionally screened.
+
+    Pair screening: column μν of B has 2-norm ‖B_·,μν‖ = (μν|μν)_DF^½, the fitted Coulomb
+    self-repulsion of the product χ_μ χ_ν (never above the exact (μν|μν)^½: fitting in the
+    Coulomb metric is a projection). Dropping the columns with ‖B_·,μν‖ < ``pair_cutoff``
+    changes every DF quantity by terms bounded by ‖B_·,μν‖ |Γ_μν| summed over the dropped pairs:
+    the Coulomb energy, J, K. They are pairs of distant or tight functions, whose product density
+    vanishes (22 % of the pairs of (H2O)8/def2-SVP at 1e-11, energy changed by 2e-12 Eh).
+
+    Args:
+        mol, auxmol: PySCF molecules of the orbital and auxiliary basis.
+        pair_cutoff: drop columns with 2-norm below it (None: keep every pair).
+        keep: instead of a cutoff, keep exactly these pairs (bool [nao(nao+1)/2]; e.g. the
+            pairs of the full-range tensor for the short-range one).
+        max_block_mb: memory for one block of raw 3-centre integrals.
+    Returns:
+        (B [naux, n_pair] float64, 64-byte aligned; keep [nao(nao+1)/2] bool, or None when every
+        pair is kept). Peak memory: the result plus one block (plus the kept columns once more
+        while they are joined, with a cutoff).
+    """
+    white = Whitening.of(auxmol)
+    naux = white.n_fit
+    nao = mol.nao
+    npair = nao * (nao + 1) // 2
+    blocks = _whitened_blocks(mol, auxmol, white, max_block_mb)
+    if keep is None and pair_cutoff is None:
+        out = _aligned_empty((naux, npair))
+        for p0, p1, b in blocks:
+            out[:, p0:p1] = b
+        return out, None
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (npair,):
+            raise ValueError(f"keep has shape {keep.shape}, expected ({npair},)")
+        out = _aligned_empty((naux, int(keep.sum())))
+        pos = 0
+        for p0, p1, b in blocks:
+            sel = keep[p0:p1]
+            n = int(sel.sum())
+            out[:, pos:pos + n] = b[:, sel]
+            pos += n
+        return out, (None if keep.all() else keep)
+    keep = np.empty(npair, dtype=bool)
+    parts = []
+    for p0, p1, b in blocks:
+        sel = np.sqrt(np.einsum("pk,pk->k", b, b)) >= pair_cutoff
+        keep[p0:p1] = sel
+        parts.append(b if sel.all() else np.ascontiguousarray(b[:, sel]))
+        del b
+    out = _aligned_empty((naux, int(keep.sum())))
+    pos = 0
+    parts.reverse()
+    while parts:  # each part is freed as soon as it is copied
+        part = parts.pop()
+        out[:, pos:pos + part.shape[1]] = part
+        pos += part.shape[1]
+        del part
+    return out, (None if keep.all() else keep)
+
+
+def cholesky_cderi(mol, auxmol, max_block_mb: float = 512.0) -> np.ndarray:
+    """Whitened 3-centre tensor B = L⁻¹ (P|μν) on every pair μ ≥ ν [naux, nao(nao+1)/2]
+    (:func:`df_tensor` without screening)."""
+    return df_tensor(mol, auxmol, max_block_mb=max_block_mb)[0]
+
+
+def range_separated_cderi(mol, auxmol, omega: float, keep: np.ndarray | None = None,
+                          max_block_mb: float = 512.0) -> np.ndarray:
     """Whitened short-range tensor B^SR = L_SR⁻¹ (P|erfc(ωr₁₂)/r₁₂|μν), (P|erfc|Q) = L_SR L_SRᵀ,
-    packed on μ ≥ ν [naux, nao(nao+1)/2] (ω in Bohr⁻¹; :func:`cholesky_cderi` under PySCF's
-    ``with_range_coulomb(-ω)``, the same integrals PySCF's RSH density fitting uses)."""
+    on the pairs μ ≥ ν ``keep`` selects (all if None) [naux, n_pair] (ω in Bohr⁻¹;
+    :func:`df_tensor` under PySCF's ``with_range_coulomb(-ω)``, the same integrals PySCF's RSH
+    density fitting uses). The SCF keeps the full-range tensor's pairs: the exact self-repulsions
+    obey (ρ|erfc(ωr)/r|ρ) ≤ (ρ|1/r|ρ) for every ρ (in Fourier space the kernels are
+    4π/k² (1 − e^(−k²/4ω²)) ≤ 4π/k²); the effect on HSE06 energies is tested."""
     with mol.with_range_coulomb(-omega), auxmol.with_range_coulomb(-omega):
-        return cholesky_cderi(mol, auxmol, max_block_mb)
+        return df_tensor(mol, auxmol, keep=keep, max_block_mb=max_block_mb)[0]
 
 
 def _aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
@@ -266,7 +339,8 @@ def _grid_block_size(nao: int, n_grid: int, deriv_comps: int = 4,
 
 
 def compute_integrals(system: System, *, block_size: int | None = None,
-                      ao_cutoff: float | None = AO_CUTOFF, return_timings: bool = False,
+                      ao_cutoff: float | None = AO_CUTOFF,
+                      pair_cutoff: float | None = DF_PAIR_CUTOFF, return_timings: bool = False,
                       omega: float = 0.0):
     """Compute every integral the SCF needs for ``system`` (PySCF, host side, once).
 
@@ -275,6 +349,8 @@ def compute_integrals(system: System, *, block_size: int | None = None,
         block_size: grid points per XC block (default: chosen from the basis size).
         ao_cutoff: AO screening threshold (:data:`jaxks.basis.AO_CUTOFF`; see
             :func:`jaxks.basis.screen_blocks`), or None to evaluate every AO on every point.
+        pair_cutoff: DF pair screening threshold (:data:`DF_PAIR_CUTOFF`; see :func:`df_tensor`),
+            or None to keep every AO pair.
         return_timings: also return :class:`IntegralTimings`.
         omega: > 0 (Bohr⁻¹) adds the short-range exchange tensor ``cderi_sr`` that HSE-type
             functionals need (``jaxks.exchange.sr_omega(xc)`` gives it for a functional).
@@ -285,12 +361,14 @@ def compute_integrals(system: System, *, block_size: int | None = None,
     mol = system.to_pyscf()
     return integrals_from_pyscf(mol, auxbasis=system.auxbasis, grid_level=system.grid_level,
                                 block_size=block_size, ao_cutoff=ao_cutoff,
-                                return_timings=return_timings, omega=omega)
+                                pair_cutoff=pair_cutoff, return_timings=return_timings,
+                                omega=omega)
 
 
 def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
                          block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
-                         return_timings: bool = False, omega: float = 0.0):
+                         pair_cutoff: float | None = DF_PAIR_CUTOFF, return_timings: bool = False,
+                         omega: float = 0.0):
     """As :func:`compute_integrals`, from a PySCF ``Mole`` (optionally with ready-made ``grids``)."""
     if mol.cart:
         raise InputError("Cartesian basis functions (mol.cart=True) are not supported")
@@ -303,8 +381,8 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     e_nuc = mol.energy_nuc()
     t1 = time.perf_counter()
     auxmol = auxmol_for(mol, auxbasis)
-    cderi = cholesky_cderi(mol, auxmol)
-    cderi_sr = range_separated_cderi(mol, auxmol, omega) if omega else None
+    cderi, keep = df_tensor(mol, auxmol, pair_cutoff=pair_cutoff)
+    cderi_sr = range_separated_cderi(mol, auxmol, omega, keep) if omega else None
     t2 = time.perf_counter()
     if grids is None:
         grids = make_grids(mol, grid_level)
@@ -333,6 +411,7 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     ints = Integrals(
         **to_device(host), cderi=_to_device(cderi), basis=bd, screen=screen,
         cderi_sr=None if cderi_sr is None else _to_device(cderi_sr), omega=float(omega),
+        pairs=None if keep is None else pair_list(keep, mol.nao),
         n_elec=int(mol.nelectron), nao=int(mol.nao), n_mo=n_mo, block_size=int(block_size))
     del cderi, cderi_sr
     if return_timings:

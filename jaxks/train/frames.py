@@ -124,7 +124,8 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
         mol = system.to_pyscf()
         # unscreened: the AO screen's padded shapes depend on the geometry, and the frames of
         # one bucket are stacked into one array per field (one compiled step per composition)
-        ints = compute_integrals(system, block_size=block_size, ao_cutoff=None, omega=omega)
+        ints = compute_integrals(system, block_size=block_size, ao_cutoff=None,
+                                 pair_cutoff=None, omega=omega)
         # from the Mole, not the System: no grid geometry (no grid response in training)
         fints = force_integrals(mol, settings.auxbasis, omega=omega) if with_forces else None
         pdata = projector_overlaps(mol, basis)
