@@ -91,10 +91,8 @@ class JaxksCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         p = self.parameters
         if system_changes or self._state is None:  # new geometry: integrals and SCF
-            system = System.from_symbols(self.atoms.get_chemical_symbols(),
-                                         self.atoms.positions, basis=p.basis,
-                                         auxbasis=p.auxbasis, grid_level=p.grid_level,
-                                         charge=p.charge)
+            system = System.from_ase(self.atoms, basis=p.basis, auxbasis=p.auxbasis,
+                                     grid_level=p.grid_level, charge=p.charge)
             ints = compute_integrals(system)
             term, params = (self.model.prepare(system.to_pyscf()) if self.model is not None
                             else (None, None))

@@ -141,7 +141,7 @@ def print_summary(s: dict, out=None) -> None:
 def run(args) -> int:
     from jaxks.integrals import compute_integrals
     from jaxks.scf import run_scf
-    from jaxks.system import System
+    from jaxks.system import System, require_cluster
 
     model = None
     if args.model:
@@ -153,6 +153,8 @@ def run(args) -> int:
     functional = resolve_functional(xc)
     system = System.from_xyz(args.xyz, basis=args.basis, auxbasis=args.auxbasis,
                              grid_level=args.grid_level, charge=args.charge)
+    if model is not None:
+        require_cluster(system, "DeePKS-SCF (--model)")
     t0 = time.perf_counter()
     ints = compute_integrals(system, omega=sr_omega(functional))
     term, params = model.prepare(system.to_pyscf()) if model else (None, None)
@@ -205,7 +207,9 @@ def compute_forces(system, ints, result, xc, model=None, grid_response=False):
         numpy array [natm, 3], Hartree/Bohr.
     """
     from jaxks.forces import force_integrals, forces
+    from jaxks.system import require_cluster
 
+    require_cluster(system, "forces")
     xc = resolve_functional(xc)
     fints = force_integrals(system, grid_level=system.grid_level if grid_response else None,
                             omega=sr_omega(xc))

@@ -101,6 +101,11 @@ def read_deepks_system(folder) -> DeePKSSystem:
     if not os.path.isdir(folder):
         raise InputError(f"{folder!r} is not a DeePKS-kit system folder (not a directory)")
     p = lambda name: os.path.join(folder, name)  # noqa: E731
+    if os.path.exists(p("box.npy")) and not os.path.exists(p("nopbc")):
+        # DeePMD/dpdata's periodic frames: reading them as clusters would drop the cell
+        raise InputError(f"{folder}: box.npy holds periodic cells; periodic DeePKS-kit folders "
+                         "are not supported yet (convert the frames to extended xyz with "
+                         "Lattice=\"...\")")
     unit = "Bohr"
     if os.path.exists(p("unit.raw")):
         with open(p("unit.raw")) as f:

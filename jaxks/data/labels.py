@@ -48,7 +48,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from jaxks.system import InputError, System
+from jaxks.system import InputError, System, require_cluster
 
 TAGS = ("base", "target")
 GEOMETRY_KEYS = ("atomic_numbers", "coords", "charge", "overlap")
@@ -165,6 +165,7 @@ def pyscf_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray
     """
     from pyscf import dft
 
+    require_cluster(system, "labelling (base and target SCF with forces)")
     mol = system.to_pyscf(basis=settings.basis)
     grids = dft.gen_grid.Grids(mol)
     grids.level = settings.grid_level
@@ -218,6 +219,7 @@ def jaxks_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray
     from jaxks.integrals import integrals_from_pyscf, make_grids
     from jaxks.scf import SCFOptions, run_scf
 
+    require_cluster(system, "labelling (base and target SCF with forces)")
     functionals = _jaxks_functionals(settings)
     omegas = {sr_omega(xc) for xc in functionals.values()} - {0.0}
     if len(omegas) > 1:

@@ -5,28 +5,23 @@
 
 * ``*.xyz`` / ``*.extxyz``: any number of frames, Angstrom. The extended-xyz comment line may
   carry ``key=value`` pairs; ``charge=`` sets the frame's charge, ``Properties=`` is honoured
-  when species and positions are not the first four columns.
+  when species and positions are not the first four columns, ``Lattice=`` (with ``pbc="T T T"``
+  or no ``pbc``) makes the frame a periodic cell (:func:`jaxks.system.lattice_from_comment`).
 * a directory: a DeePKS-kit system folder (``atom.npy`` or ``coord.npy`` + ``type.raw``,
   ``unit.raw``), see :mod:`jaxks.data.deepkskit`.
 * ``builtin:NAME``: a geometry set shipped with jaxks (:func:`jaxks.data.datasets.builtin_frames`).
-* anything else: ``ase.io.read(path, index=":")`` when ASE is installed.
+* anything else: ``ase.io.read(path, index=":")`` when ASE is installed; an ``Atoms`` periodic
+  in all directions is a periodic cell (:meth:`jaxks.system.System.from_ase`).
 """
 
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 
-from jaxks.system import InputError, System, normalize_symbol, parse_xyz_frame
-
-_KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
-
-
-def parse_comment(comment: str) -> dict:
-    """``key=value`` pairs of an extended-xyz comment line (quotes removed; values as strings)."""
-    return {k: v.strip('"') for k, v in _KV.findall(comment)}
+from jaxks.system import (InputError, System, lattice_from_comment, normalize_symbol,
+                          parse_comment, parse_xyz_frame)
 
 
 def _properties_columns(props: str):
@@ -76,6 +71,7 @@ def read_xyz_frames(path, with_info: bool = False, **system_kwargs):
         else:
             symbols, coords, nxt = parse_xyz_frame(lines, source=source, start=start)
         kwargs = dict(system_kwargs)
+        lattice = lattice_from_comment(info, source=f"{source}: line {start + 2}")
         if "charge" in info:
             try:
                 kwargs["charge"] = int(info["charge"])
@@ -83,7 +79,7 @@ def read_xyz_frames(path, with_info: bool = False, **system_kwargs):
                 raise InputError(f"{source}: line {start + 2}: charge={info['charge']!r} "
                                  "is not an integer") from None
         try:
-            system = System.from_symbols(symbols, coords, **kwargs)
+            system = System.from_symbols(symbols, coords, lattice_angstrom=lattice, **kwargs)
         except InputError as err:
             raise InputError(f"{source}: frame {len(out)} (line {start + 1}): {err}") from None
         out.append((system, info) if with_info else system)
@@ -111,7 +107,8 @@ def _parse_custom_columns(lines, start, cols, source):
 
 
 def read_ase_frames(path, **system_kwargs) -> list[System]:
-    """Every frame ``ase.io.read(path, index=":")`` returns (ASE positions are Angstrom).
+    """Every frame ``ase.io.read(path, index=":")`` returns (ASE positions are Angstrom; a frame
+    periodic in all directions is a periodic cell, :meth:`jaxks.system.System.from_ase`).
 
     Raises:
         InputError: ASE is not installed or cannot read the file.
@@ -125,8 +122,13 @@ def read_ase_frames(path, **system_kwargs) -> list[System]:
         atoms_list = ase.io.read(path, index=":")
     except Exception as err:  # ASE raises many types
         raise InputError(f"ASE cannot read {os.fspath(path)!r}: {err}") from err
-    return [System.from_symbols(a.get_chemical_symbols(), a.get_positions(), **system_kwargs)
-            for a in atoms_list]
+    out = []
+    for k, a in enumerate(atoms_list):
+        try:
+            out.append(System.from_ase(a, **system_kwargs))
+        except InputError as err:
+            raise InputError(f"{os.fspath(path)}: frame {k}: {err}") from None
+    return out
 
 
 def read_frames(path, **system_kwargs) -> list[System]:

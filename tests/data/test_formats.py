@@ -171,3 +171,38 @@ def test_ase_reader_optional(tmp_path):
     write(tmp_path / "w.cif", atoms)
     (s,) = read_frames(tmp_path / "w.cif")
     assert s.symbols == ("O", "H", "H")
+
+
+def test_periodic_frames_are_read_as_cells(tmp_path):
+    """Extended xyz as ASE writes it (Lattice=, pbc="T T T") and ASE-read formats with a cell
+    come back periodic; a cluster stays a cluster; partial periodicity is refused."""
+    ase = pytest.importorskip("ase")
+    from ase.io import write
+
+    box = ase.Atoms("OH2", positions=[[0, 0, 0.1], [0, 0.76, -0.47], [0, -0.76, -0.47]],
+                    cell=[6.2, 6.2, 6.2], pbc=True)
+    cluster = ase.Atoms("OH2", positions=box.positions)
+    write(tmp_path / "box.extxyz", [box, cluster], format="extxyz")
+    text = (tmp_path / "box.extxyz").read_text()
+    assert 'Lattice="6.2 0.0 0.0 0.0 6.2 0.0 0.0 0.0 6.2"' in text and 'pbc="T T T"' in text
+    periodic, molecule = read_frames(tmp_path / "box.extxyz")
+    np.testing.assert_allclose(periodic.lattice, np.eye(3) * 6.2 * BOHR_PER_ANGSTROM)
+    assert not molecule.periodic
+    write(tmp_path / "box.cif", box)
+    (s,) = read_frames(tmp_path / "box.cif")
+    np.testing.assert_allclose(s.lattice, np.eye(3) * 6.2 * BOHR_PER_ANGSTROM, atol=1e-9)
+    box.pbc = [True, False, True]
+    write(tmp_path / "slab.extxyz", box, format="extxyz")
+    with pytest.raises(InputError, match="some directions only"):
+        read_frames(tmp_path / "slab.extxyz")
+
+
+def test_periodic_deepks_folder_is_refused(tmp_path):
+    """A DeePMD/dpdata folder with box.npy holds periodic frames: never read as clusters."""
+    folder = tmp_path / "sys"
+    folder.mkdir()
+    np.save(folder / "coord.npy", np.zeros((1, 3)))
+    (folder / "type.raw").write_text("He\n")
+    np.save(folder / "box.npy", np.eye(3).reshape(1, 9) * 5.0)
+    with pytest.raises(InputError, match="box.npy holds periodic cells"):
+        read_frames(folder)
