@@ -1,6 +1,7 @@
 """The integrals stage: the one place that asks PySCF for integrals, returned as arrays in pytrees.
 
-This package holds every PySCF integral call of jaxks: the SCF's integrals (this module), the
+This package holds every PySCF integral call of jaxks: the SCF's integrals (this module), those
+of a periodic cell at the Γ point (:mod:`jaxks.integrals.cell`, every ``pyscf.pbc`` call), the
 nuclear-derivative integrals of the forces (:mod:`jaxks.integrals.derivatives`), the DeePKS
 projector overlaps (:mod:`jaxks.integrals.projectors`) and the dipole integrals of an external
 field (:func:`dipole_integrals`).
@@ -60,6 +61,10 @@ class Integrals:
     tensors keep; their lengths depend on the geometry, so two geometries of one molecule may
     compile twice (build with ``ao_cutoff=None, pair_cutoff=None`` where one compilation per
     composition matters, as batched training frames do).
+
+    ``lattice`` is None for a molecule; for a periodic cell at Γ (:mod:`jaxks.integrals.cell`)
+    it holds the lattice vectors (rows, [3, 3], Bohr), ``basis`` holds the AO shells of the
+    atoms' periodic images and ``screen`` is always set (it sums the images of each AO).
     """
 
     S: jax.Array
@@ -76,6 +81,7 @@ class Integrals:
     screen: AOScreen | None = None
     cderi_sr: jax.Array | None = None
     pairs: PairList | None = None
+    lattice: jax.Array | None = None
     n_elec: int = dataclasses.field(metadata=dict(static=True), default=0)
     nao: int = dataclasses.field(metadata=dict(static=True), default=0)
     n_mo: int = dataclasses.field(metadata=dict(static=True), default=0)
@@ -357,7 +363,16 @@ def compute_integrals(system: System, *, block_size: int | None = None,
 
     Returns:
         :class:`Integrals` (and :class:`IntegralTimings` if ``return_timings``).
+
+    A periodic ``system`` (``system.lattice`` set) gets its Γ-point integrals from
+    :func:`jaxks.integrals.cell.cell_integrals`.
     """
+    if system.lattice is not None:
+        from jaxks.integrals.cell import cell_integrals
+
+        return cell_integrals(system, block_size=block_size, ao_cutoff=ao_cutoff,
+                              pair_cutoff=pair_cutoff,
+                              return_timings=return_timings, omega=omega)
     mol = system.to_pyscf()
     return integrals_from_pyscf(mol, auxbasis=system.auxbasis, grid_level=system.grid_level,
                                 block_size=block_size, ao_cutoff=ao_cutoff,

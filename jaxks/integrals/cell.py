@@ -1,0 +1,295 @@
+"""Integrals of a periodic cell at the Γ point, from ``pyscf.pbc``: the same :class:`Integrals`
+pytree the molecular SCF consumes, so :func:`jaxks.scf.run_scf` runs a periodic cell unchanged.
+
+Every ``pyscf.pbc`` call of jaxks lives here. At the Γ point (k = 0) every Bloch sum is real,
+the periodic AO is the lattice sum of a Gaussian over the translations T = n·A of the cell,
+
+    φ_μ(r) = Σ_T χ_μ(r − R_μ − T),
+
+and the Kohn-Sham equations keep the molecular form F C = S C ε with real matrices of the cell's
+nao × nao AOs. Per geometry, once:
+
+* ``S``, ``T``   lattice-summed overlap and kinetic matrices (``cell.pbc_intor`` at Γ);
+* ``V``          nuclear attraction of all nuclei of the crystal, with the G = 0 term removed
+                 (PySCF's ``GDF.get_nuc``: the neutralising background; Martin eqs. 12.16-12.21);
+* ``e_nuc``      the Ewald energy of the point nuclei per cell with the same G = 0 convention
+                 (``cell.energy_nuc()``). For a neutral cell the three G = 0 terms (electron-
+                 electron, electron-nuclear, nuclear-nuclear) cancel, and E = tr(Γh) + ½ tr(ΓJ)
+                 + E_xc + E_nuc is PySCF's ``pbc.dft.RKS(cell).density_fit()`` energy at Γ;
+* ``cderi``      PySCF's own whitened Gaussian density-fitting tensor at Γ (``pbc.df.GDF``:
+                 range-separated 3-centre lattice sums of the auxiliary basis made neutral,
+                 the 2-centre metric (P|Q) without its G = 0 part, whitened by its Cholesky or
+                 eigen-decomposition); J_μν = Σ_L B_L,μν Σ_λσ B_L,λσ Γ_λσ is then exactly
+                 PySCF's GDF J. A 3D cell's metric is positive definite: no negative part;
+* the grid      PySCF's Becke grids for cells (``pbc.dft.gen_grid.BeckeGrids`` at the grid
+                 level): atom-centred grids of the atoms and their images, cut to the cell
+                 (fractional coordinates in [−½, ½]), with Becke weights over the images;
+* ``basis``      the AO basis *with its periodic images*: every image shell of an atom that can
+                 reach a grid point (:data:`jaxks.basis.AO_CUTOFF`) is a shell of the
+                 :class:`jaxks.basis.BasisData`, carrying its home AO index. The screened grid
+                 loop (:func:`jaxks.numint.scan_blocks`) then sums the images of each AO:
+                 a block's AO columns may repeat an AO index (one column per image), so
+                 ρ = Σ ao_i Γ[idx_i, idx_j] ao_j = Σ_μν Γ_μν φ_μ φ_ν with lattice-summed φ, and
+                 the block's V_xc scatters back onto the home AOs. A periodic cell therefore
+                 always uses the AO screen;
+* ``guess``      PySCF's MINAO guess for the cell (``pbc.dft.RKS.get_init_guess``);
+* ``lattice``    the lattice vectors (rows, Bohr).
+
+``CELL_PRECISION`` sets ``cell.precision``, PySCF's tolerance for its lattice sums; PySCF's
+reference calculation in the tests uses the same ``Cell`` (:func:`make_cell`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from jaxks.basis import AO_CUTOFF, BasisData, basis_data, screen_blocks, shell_extents
+from jaxks.integrals import DF_PAIR_CUTOFF
+from jaxks.pairs import pair_list
+from jaxks.system import InputError, System
+from jaxks.transfer import to_device
+
+#: ``cell.precision`` of the cells jaxks builds: PySCF truncates its lattice sums (integrals,
+#: AO values, grids) where terms fall below it. PySCF's default, 1e-8, moves the energy of a
+#: water in a 4.5 Å cube by 3e-8 Eh against 1e-12; 1e-10 keeps such truncation below the
+#: 1e-8 Eh agreement the tests ask for (see tests/integrals/test_cell.py).
+CELL_PRECISION = 1e-10
+
+
+def make_cell(system: System, basis=None, precision: float = CELL_PRECISION):
+    """The PySCF ``pbc.gto.Cell`` of a periodic :class:`System` (Bohr, spherical AOs, all-electron).
+
+    Raises:
+        InputError: the system is not periodic, or PySCF has no such basis for an element.
+    """
+    from pyscf.pbc import gto as pbcgto
+
+    if system.lattice is None:
+        raise InputError(f"{system.formula} is a molecule, not a periodic cell")
+    if system.charge != 0:
+        # PySCF adds a neutralising background to a charged cell; jaxks does not model it
+        raise InputError(f"a charged periodic cell (charge {system.charge}) is not supported: "
+                         "the cell must be neutral")
+    basis = system.basis if basis is None else basis
+    try:
+        cell = pbcgto.Cell()
+        cell.build(atom=[(s, c) for s, c in zip(system.symbols, system.coords)], unit="Bohr",
+                   a=np.asarray(system.lattice), basis=basis, charge=system.charge, spin=0,
+                   cart=False, precision=precision, dimension=3, verbose=0)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise InputError(f"cannot build basis {basis!r} for the cell of {system.formula}: "
+                         f"{err}") from err
+    return cell
+
+
+def make_cell_grids(cell, level: int):
+    """PySCF's Becke grids for a cell (``BeckeGrids``) at ``level``, the grid the SCF integrates
+    the XC energy on (points in the cell, Bohr; weights sum to about the cell volume)."""
+    from pyscf.pbc.dft import gen_grid
+
+    grids = gen_grid.BeckeGrids(cell)
+    grids.level = level
+    return grids.build(with_non0tab=False)
+
+
+def gdf_tensor(cell, auxbasis) -> np.ndarray:
+    """PySCF's whitened Γ-point Gaussian density-fitting tensor B [n_fit, nao(nao+1)/2], packed
+    lower triangle μ ≥ ν (``pbc.df.GDF(cell).sr_loop`` at k = 0), so that the fitted J is PySCF's.
+
+    Raises:
+        InputError: PySCF cannot build the auxiliary basis.
+    """
+    from pyscf.pbc import df as pbcdf
+
+    gdf = pbcdf.GDF(cell, kpts=np.zeros((1, 3)))
+    gdf.auxbasis = auxbasis
+    try:
+        gdf.build(j_only=True)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise InputError(f"cannot build auxiliary basis {auxbasis!r}: {err}") from err
+    parts = []
+    for b_re, b_im, sign in gdf.sr_loop(np.zeros((2, 3)), compact=True, blksize=10**9):
+        if sign != 1:  # only low-dimensional cells have a negative part
+            raise InputError("the density-fitting metric of this cell is not positive definite")
+        parts.append(np.asarray(b_re, dtype=np.float64))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def image_shifts(cell_bd: BasisData, lattice: np.ndarray, points: np.ndarray,
+                 cutoff: float = AO_CUTOFF):
+    """The periodic images of the atoms whose shells can reach ``points``.
+
+    Image (a, T) of atom a at R_a + T (T = n·A, n integer) is kept when some shell of atom a
+    has extent r_s (:func:`jaxks.basis.shell_extents` at ``cutoff``) with
+    |R_a + T − c| < r_s + ρ, c and ρ the centre and radius of a sphere holding every point.
+
+    Args:
+        cell_bd: the cell's basis (home atoms only).
+        lattice: [3, 3] lattice vectors (rows, Bohr).
+        points: [n, 3] grid points (Bohr).
+    Returns:
+        (parents [n_img] int, shifts [n_img, 3] Bohr), home images (T = 0) first.
+    """
+    centers = np.asarray(cell_bd.centers)
+    radii = shell_extents(cell_bd, cutoff)
+    reach = np.zeros(len(centers))
+    np.maximum.at(reach, np.asarray(cell_bd.shell_atom), radii)
+    lo, hi = points.min(0), points.max(0)
+    c = 0.5 * (lo + hi)
+    rho = float(np.sqrt(((points - c) ** 2).sum(-1)).max())
+    # |n_i| bounded through the reciprocal vectors b_i (A bᵀ = 1): n_i = (x − R_a) · b_i
+    recip = np.linalg.inv(lattice).T
+    span = rho + reach.max() + np.abs(centers - c).max() * np.sqrt(3)
+    nmax = np.ceil(span * np.linalg.norm(recip, axis=1)).astype(int) + 1
+    grid = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in nmax], indexing="ij"), -1)
+    n = grid.reshape(-1, 3)
+    n = n[np.argsort(np.abs(n).sum(1), kind="stable")]  # T = 0 first
+    shifts = n @ lattice                                                     # [nT, 3]
+    dist = np.linalg.norm(centers[None] + shifts[:, None] - c, axis=-1)      # [nT, natm]
+    t_idx, a_idx = np.nonzero(dist < reach[None] + rho)
+    return a_idx.astype(np.int64), shifts[t_idx]
+
+
+def periodic_basis(cell_bd: BasisData, parents: np.ndarray, shifts: np.ndarray) -> BasisData:
+    """A :class:`BasisData` of the images (a, T) of the cell's atoms: image j is atom
+    ``parents[j]`` moved by ``shifts[j]`` and carries its atom's shells with their *home* AO
+    offsets (n_ao stays the cell's nao). Only the screened AO evaluation
+    (:func:`jaxks.basis.eval_ao_screened`) reads it correctly: it names each column's AO."""
+    import jax.numpy as jnp
+
+    shells_of = {}
+    for s, a in enumerate(cell_bd.shell_atom):
+        shells_of.setdefault(a, []).append(s)
+    where = {}
+    for g, grp in enumerate(cell_bd.groups):
+        for pos, s in enumerate(grp):
+            where[s] = (g, pos)
+    src, atom = [], []
+    for j, a in enumerate(parents):
+        for s in shells_of.get(int(a), []):
+            src.append(s)
+            atom.append(j)
+    keyed: dict[int, list[int]] = {}
+    for new, s in enumerate(src):
+        keyed.setdefault(where[s][0], []).append(new)
+    gkeys = sorted(keyed)
+    groups = tuple(tuple(keyed[g]) for g in gkeys)
+    exps = tuple(cell_bd.exps[g][np.asarray([where[src[i]][1] for i in keyed[g]])] for g in gkeys)
+    coeffs = tuple(cell_bd.coeffs[g][np.asarray([where[src[i]][1] for i in keyed[g]])]
+                   for g in gkeys)
+    centers = jnp.asarray(np.asarray(cell_bd.centers)[parents] + shifts)
+    return BasisData(
+        centers=centers, exps=exps, coeffs=coeffs,
+        shell_l=tuple(cell_bd.shell_l[s] for s in src), shell_atom=tuple(atom),
+        shell_nprim=tuple(cell_bd.shell_nprim[s] for s in src),
+        shell_nctr=tuple(cell_bd.shell_nctr[s] for s in src),
+        shell_ao_offset=tuple(cell_bd.shell_ao_offset[s] for s in src),
+        n_ao=cell_bd.n_ao, groups=groups)
+
+
+def cell_integrals(system: System, *, block_size: int | None = None,
+                   ao_cutoff: float | None = AO_CUTOFF, pair_cutoff: float | None = DF_PAIR_CUTOFF,
+                   return_timings: bool = False, omega: float = 0.0,
+                   precision: float = CELL_PRECISION):
+    """Every integral the SCF needs for a periodic cell at Γ (PySCF, host side, once).
+
+    As :func:`jaxks.integrals.compute_integrals` (same arguments and result, the same DF pair
+    screening of PySCF's tensor's columns), for a :class:`System` with a lattice.
+
+    Raises:
+        InputError: ``omega`` > 0 (range-separated hybrids are not implemented for cells),
+            ``ao_cutoff`` None (a cell needs the AO screen), or the system cannot be built.
+    """
+    cell = make_cell(system, precision=precision)
+    return integrals_from_cell(cell, system.auxbasis, system.grid_level, block_size=block_size,
+                               ao_cutoff=ao_cutoff, pair_cutoff=pair_cutoff,
+                               return_timings=return_timings, omega=omega)
+
+
+def integrals_from_cell(cell, auxbasis, grid_level: int, *, grids=None,
+                        block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
+                        pair_cutoff: float | None = DF_PAIR_CUTOFF, return_timings: bool = False,
+                        omega: float = 0.0):
+    """As :func:`cell_integrals`, from a PySCF ``pbc.gto.Cell`` (optionally with ready-made
+    ``grids``, e.g. a ``BeckeGrids`` object)."""
+    from jaxks.integrals import (Integrals, IntegralTimings, _aligned_empty, _grid_block_size,
+                                 _to_device)
+    from jaxks.linalg import n_independent
+
+    if omega:
+        raise InputError("range-separated hybrids (HSE06) are not implemented for periodic "
+                         "cells yet; use a semilocal functional (pbe, lda)")
+    if ao_cutoff is None:
+        raise InputError("a periodic cell needs the AO screen (ao_cutoff): it sums the images "
+                         "of each AO on the grid")
+    if cell.cart:
+        raise InputError("Cartesian basis functions (cart=True) are not supported")
+    if cell.spin != 0 or cell.nelectron % 2:
+        raise InputError(f"open-shell systems are not supported yet: {cell.nelectron} electrons")
+    if cell.dimension != 3 or cell.pseudo or len(cell._ecpbas):
+        raise InputError("only all-electron cells periodic in three dimensions are supported")
+    from pyscf.pbc import dft as pbcdft
+
+    t0 = time.perf_counter()
+    S = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1))
+    T = np.asarray(cell.pbc_intor("int1e_kin", hermi=1))
+    from pyscf.pbc import df as pbcdf
+
+    V = _real(pbcdf.GDF(cell, kpts=np.zeros((1, 3))).get_nuc(np.zeros(3)), "nuclear attraction")
+    e_nuc = float(cell.energy_nuc())
+    t1 = time.perf_counter()
+    b = gdf_tensor(cell, auxbasis)
+    keep = None
+    if pair_cutoff is not None:
+        keep = np.sqrt(np.einsum("pk,pk->k", b, b)) >= pair_cutoff
+        b = b[:, keep] if not keep.all() else b
+        keep = None if keep.all() else keep
+    cderi = _aligned_empty(b.shape)
+    cderi[...] = b
+    del b
+    t2 = time.perf_counter()
+    if grids is None:
+        grids = make_cell_grids(cell, grid_level)
+    coords = np.asarray(grids.coords)
+    weights = np.asarray(grids.weights)
+    n_grid = weights.shape[0]
+    lattice = np.asarray(cell.lattice_vectors())
+    cell_bd = basis_data(cell)
+    parents, shifts = image_shifts(cell_bd, lattice, coords, ao_cutoff)
+    bd = periodic_basis(cell_bd, parents, shifts)
+    if block_size is None:
+        block_size = _grid_block_size(cell.nao, n_grid, screened=True)
+    n_pad = -n_grid % block_size
+    if n_pad:
+        coords = np.concatenate([coords, np.repeat(cell.atom_coord(0)[None], n_pad, 0)])
+        weights = np.concatenate([weights, np.zeros(n_pad)])
+    screen = screen_blocks(bd, coords, block_size, n_real=n_grid, cutoff=ao_cutoff)
+    mf = pbcdft.RKS(cell)
+    guess = _real(mf.get_init_guess(cell, "minao"), "initial guess")
+    t3 = time.perf_counter()
+    n_mo = n_independent(S)
+    if n_mo < cell.nelectron // 2:
+        raise InputError("the basis is too linearly dependent for the number of electrons")
+    host = dict(S=S, T=T, V=V, e_nuc=e_nuc, grid_coords=coords, grid_weights=weights,
+                atom_coords=cell.atom_coords(), atom_charges=cell.atom_charges().astype(np.float64),
+                guess=guess, lattice=lattice)
+    ints = Integrals(
+        **to_device(host), cderi=_to_device(cderi), basis=bd, screen=screen,
+        pairs=None if keep is None else pair_list(keep, cell.nao),
+        n_elec=int(cell.nelectron), nao=int(cell.nao), n_mo=n_mo, block_size=int(block_size))
+    if return_timings:
+        return ints, IntegralTimings(t1 - t0, t2 - t1, t3 - t2)
+    return ints
+
+
+def _real(x, what: str) -> np.ndarray:
+    """The real part of a Γ-point matrix PySCF may return as complex (its imaginary part is
+    round-off at k = 0)."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        if np.abs(x.imag).max(initial=0.0) > 1e-8 * max(np.abs(x.real).max(initial=0.0), 1.0):
+            raise RuntimeError(f"the Γ-point {what} has an imaginary part")
+        x = x.real
+    return np.ascontiguousarray(x, dtype=np.float64)
