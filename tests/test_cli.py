@@ -122,3 +122,42 @@ def test_second_scf_process_uses_the_executable_cache(water_xyz, tmp_path):
     assert len(list((tmp_path / "cache" / compile_cache.EXECUTABLE_SUBDIR).glob("*.bin"))) == 1
     first, second = (json.loads(run.stdout) for run in runs)
     assert second["energy_eh"] == first["energy_eh"]
+
+
+BOX_EXTXYZ = """3
+Lattice="4.5 0.0 0.0 0.0 4.5 0.0 0.0 0.0 4.5" Properties=species:S:1:pos:R:3 pbc="T T T"
+O   0.000000   0.000000   0.000000
+H   0.757000   0.586000   0.000000
+H  -0.757000   0.586000   0.000000
+"""
+
+
+def test_scf_of_a_periodic_box(tmp_path, capsys):
+    """An extended xyz with Lattice= runs the Γ-point SCF of the cell (PySCF pbc's energy),
+    reports the cell; what cells cannot do yet is exit status 2, never a cluster run."""
+    from pyscf.pbc import dft
+
+    from jaxks.integrals.cell import make_cell, make_cell_grids
+    from jaxks.system import System
+
+    box = tmp_path / "box.extxyz"
+    box.write_text(BOX_EXTXYZ)
+    args = ["scf", str(box), "--basis", "sto-3g", "--grid-level", "1"]
+    assert main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["periodic"] and out["kpoint"] == "gamma" and out["converged"]
+    np.testing.assert_allclose(out["cell_angstrom"], np.eye(3) * 4.5, atol=1e-12)
+    cell = make_cell(System.from_xyz(box, basis="sto-3g"))
+    mf = dft.RKS(cell).density_fit(auxbasis="def2-universal-jkfit")
+    mf.xc, mf.grids, mf.conv_tol, mf.verbose = "pbe", make_cell_grids(cell, 1), 1e-12, 0
+    assert abs(out["energy_eh"] - mf.kernel()) < 1e-8
+    np.testing.assert_allclose(out["mo_energy_eh"], mf.mo_energy, atol=1e-7)
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "Periodic cell, Gamma point" in table and "a3     0.00000000     0.00000000" in table
+    for extra, what in [(["--forces"], "forces is implemented for molecules"),
+                        (["--xc", "hse06"], "not implemented for periodic cells"),
+                        (["--model", "water"], "DeePKS-SCF (--model) is implemented")]:
+        # (the model brings its own basis and grid)
+        assert main((args[:2] if "--model" in extra else args) + extra) == 2, extra
+        assert what in capsys.readouterr().err

@@ -9,14 +9,17 @@ import time
 import numpy as np
 
 from jaxks.exchange import sr_omega
-from jaxks.units import EV_PER_HARTREE
+from jaxks.units import ANGSTROM_PER_BOHR, EV_PER_HARTREE
 
 
 def register(sub) -> None:
     p = sub.add_parser("scf", help="run a Kohn-Sham SCF on an xyz file (Angstrom)",
                        description="Restricted Kohn-Sham SCF with density-fitted Coulomb. "
-                       "Energies are printed in Hartree (Eh) and eV.")
-    p.add_argument("xyz", help="geometry file (xyz, Angstrom; the first frame is used)")
+                       "Energies are printed in Hartree (Eh) and eV. An extended xyz with "
+                       "Lattice=\"...\" (and pbc=\"T T T\") is a periodic cell, computed "
+                       "at the Gamma point (PBE, LDA; no forces, model or hybrid yet).")
+    p.add_argument("xyz", help="geometry file (xyz or extended xyz, Angstrom; the first frame "
+                   "is used)")
     add_system_arguments(p)
     add_scf_arguments(p)
     p.add_argument("--forces", action="store_true",
@@ -98,9 +101,15 @@ def summarize(system, result, timings: dict, window: int = 4) -> dict:
                      energy_eh=float(eps[i]), energy_ev=float(eps[i] * EV_PER_HARTREE))
                 for i in range(lo, hi)]
     p = result.parts
+    cell = dict(periodic=False)
+    if system.lattice is not None:
+        # a periodic cell: energies per cell, orbitals at the Gamma point
+        cell = dict(periodic=True, kpoint="gamma",
+                    cell_angstrom=(np.asarray(system.lattice) * ANGSTROM_PER_BOHR).tolist())
     return dict(
         units=dict(energy="Hartree (eV where the key says so)", length="Angstrom (input)"),
         formula=system.formula, n_atoms=system.n_atoms, n_electrons=system.n_electrons,
+        **cell,
         basis=system.basis, auxbasis=system.auxbasis, grid_level=system.grid_level,
         energy_eh=float(result.energy),
         energy_parts_eh=dict(one_electron=float(p.one_electron), coulomb=float(p.coulomb),
@@ -124,6 +133,10 @@ def print_summary(s: dict, out=None) -> None:
     w = (out or sys.stdout).write
     w(f"{s['formula']}: {s['n_atoms']} atoms, {s['n_electrons']} electrons, basis {s['basis']}, "
       f"auxbasis {s['auxbasis']}, grid level {s['grid_level']}\n")
+    if s.get("periodic"):
+        w("Periodic cell, Gamma point; energies per cell. Lattice vectors (Angstrom):\n")
+        for k, v in enumerate(s["cell_angstrom"]):
+            w(f"  a{k + 1} {v[0]:14.8f} {v[1]:14.8f} {v[2]:14.8f}\n")
     w(f"Total energy      {s['energy_eh']:20.10f} Eh\n")
     for k, v in s["energy_parts_eh"].items():
         w(f"  {k:<15s} {v:20.10f} Eh\n")
@@ -155,6 +168,8 @@ def run(args) -> int:
                              grid_level=args.grid_level, charge=args.charge)
     if model is not None:
         require_cluster(system, "DeePKS-SCF (--model)")
+    if args.forces:  # before the SCF, not after it
+        require_cluster(system, "forces")
     t0 = time.perf_counter()
     ints = compute_integrals(system, omega=sr_omega(functional))
     term, params = model.prepare(system.to_pyscf()) if model else (None, None)
