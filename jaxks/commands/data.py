@@ -15,12 +15,18 @@ def register(sub) -> None:
         "stretched/compressed. Output: multi-frame extended xyz in Angstrom. The same "
         "arguments give identical output.")
     p.add_argument("kind", choices=["water"], help="what to sample (only 'water' for now)")
-    p.add_argument("--n", type=int, default=1, help="molecules per cluster, 1-64 (default: 1)")
+    p.add_argument("--n", type=int, default=None,
+                   help="molecules per cluster, 1-64 (default: 1)")
+    p.add_argument("--box", type=int, default=None, metavar="N",
+                   help="instead of clusters: periodic cubic boxes of N molecules (1-64) at liquid "
+                   "density (8: a 6.21 Angstrom box), written with Lattice=\"...\" "
+                   "pbc=\"T T T\"")
     p.add_argument("--frames", type=int, default=10, help="number of geometries (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--temperature", type=float, default=300.0, help="K (default: 300)")
-    p.add_argument("--distort", type=float, default=0.2,
-                   help="fraction of stretched/compressed frames, 0-1 (default: 0.2)")
+    p.add_argument("--distort", type=float, default=None,
+                   help="fraction of stretched/compressed frames, 0-1 (default: 0.2; clusters "
+                   "only)")
     p.add_argument("--interval", type=float, default=100.0,
                    help="simulated time between snapshots, fs (default: 100)")
     p.add_argument("--equilibration", type=float, default=3000.0,
@@ -82,16 +88,31 @@ def register(sub) -> None:
 
 
 def run_sample(args) -> int:
-    from jaxks.data.sampling import sample_water, write_frames_xyz
+    from jaxks.data.sampling import sample_water, sample_water_box, write_frames_xyz
+    from jaxks.system import InputError
 
-    frames = sample_water(args.n, args.frames, seed=args.seed, temperature=args.temperature,
-                          distort=args.distort, interval_fs=args.interval,
-                          equilibration_fs=args.equilibration,
-                          progress=None if args.quiet else sys.stderr)
-    out = args.out or f"water-n{args.n}-seed{args.seed}.xyz"
+    progress = None if args.quiet else sys.stderr
+    if args.box is not None:
+        if args.n is not None:
+            raise InputError("give --n (clusters) or --box (periodic boxes), not both")
+        if args.distort:
+            raise InputError("--distort makes stretched/compressed clusters; periodic boxes "
+                             "are MD snapshots only")
+        frames = sample_water_box(args.box, args.frames, seed=args.seed,
+                                  temperature=args.temperature, interval_fs=args.interval,
+                                  equilibration_fs=args.equilibration, progress=progress)
+        what, out = f"periodic (H2O){args.box} boxes", args.out or (
+            f"water-box{args.box}-seed{args.seed}.extxyz")
+    else:
+        n = 1 if args.n is None else args.n
+        frames = sample_water(n, args.frames, seed=args.seed, temperature=args.temperature,
+                              distort=0.2 if args.distort is None else args.distort,
+                              interval_fs=args.interval, equilibration_fs=args.equilibration,
+                              progress=progress)
+        what, out = f"(H2O){n}", args.out or f"water-n{n}-seed{args.seed}.xyz"
     write_frames_xyz(frames, sys.stdout if out == "-" else out)
     if out != "-" and not args.quiet:
-        print(f"wrote {len(frames)} frames of (H2O){args.n} to {out}", file=sys.stderr)
+        print(f"wrote {len(frames)} frames of {what} to {out}", file=sys.stderr)
     return 0
 
 
@@ -113,12 +134,15 @@ def run_label(args) -> int:
     from jaxks.data.labels import LabelSettings
     from jaxks.data.pipeline import label_frames
     from jaxks.data.readers import read_frames
+    from jaxks.system import require_cluster
 
     settings = LabelSettings(base=args.base, target=args.target, basis=args.basis,
                              auxbasis=args.auxbasis, grid_level=args.grid_level,
                              conv_tol=args.conv_tol, max_cycle=args.max_cycles,
                              grid_response=args.grid_response, labeller=args.engine)
     systems = read_frames(args.input, charge=args.charge)
+    for s in systems:
+        require_cluster(s, "jaxks label")
     indices = list(range(len(systems)))
     if args.frames:
         indices = indices[_parse_slice(args.frames)]

@@ -18,7 +18,10 @@ with the damped-shifted-force Coulomb kernel (Fennell & Gezelter, J. Chem. Phys.
                + [erfc(αR_c)/R_c² + 2α/√π exp(−α²R_c²)/R_c] (r − R_c).
 
 Intramolecular pairs have no Lennard-Jones or Coulomb interaction. Distances use the minimum
-image convention in a cubic box of side L (requires R_c < L/2). Forces are −∂E/∂x by autodiff.
+image convention in a cubic box of side L (requires R_c < L/2), or, with ``images`` = k > 0, the
+minimum image plus every translation n·L with |n_i| ≤ k (every pair within R_c ≤ (k + ½) L,
+including a molecule and its own images: boxes smaller than 2 R_c). Forces are −∂E/∂x by
+autodiff.
 
 Dynamics: BAOAB Langevin splitting (Leimkuhler & Matthews 2013), which samples the canonical
 ensemble at temperature T for any friction γ.
@@ -83,19 +86,52 @@ def _dsf(r, alpha, rc):
     return jnp.where(r < rc, v, 0.0)
 
 
-def water_energy(pos, box, model: WaterModel = SPC_FW, cutoff: float = 9.0, alpha: float = 0.2):
+def water_energy(pos, box, model: WaterModel = SPC_FW, cutoff: float = 9.0, alpha: float = 0.2,
+                 images: int = 0):
     """Total SPC/Fw potential energy (kcal/mol) of water molecules in a periodic cubic box.
 
     Args:
         pos: [M, 3, 3] positions (Angstrom) of molecules × (O, H1, H2) × xyz.
-        box: side L of the cubic box (Angstrom); ``cutoff`` must be < L/2.
+        box: side L of the cubic box (Angstrom); ``cutoff`` must be < L/2, or ≤ (k + ½) L
+            with ``images`` = k.
         cutoff: R_c for Lennard-Jones and Coulomb (Angstrom).
         alpha: DSF damping parameter (1/Angstrom).
+        images: 0 for the minimum image alone; k > 0 also sums the translations n·L,
+            |n_i| ≤ k, of the minimum-image pair vectors (a box smaller than 2 R_c).
     Returns:
-        scalar energy (kcal/mol).
+        scalar energy (kcal/mol) per box.
     """
     m = pos.shape[0]
-    # intramolecular bonds and angle
+    e_intra = _intramolecular(pos, model)
+
+    # intermolecular: all (image n, molecule i, site a) – (molecule j, site b) pairs except a
+    # molecule with itself in the home cell (n = 0, i = j)
+    n = np.stack(np.meshgrid(*[np.arange(-images, images + 1)] * 3, indexing="ij"), -1)
+    n = n.reshape(-1, 3)
+    shifts = jnp.asarray(n * box, dtype=pos.dtype)                        # [K, 3]
+    home = jnp.asarray(np.all(n == 0, axis=1))                            # [K]
+    d = pos[:, None, :, None, :] - pos[None, :, None, :, :]               # [M, M, 3, 3, 3]
+    d = d - box * jnp.round(d / box)
+    d = d[None] + shifts[:, None, None, None, None, :]                    # [K, M, M, 3, 3, 3]
+    same = jnp.eye(m, dtype=bool)[None] & home[:, None, None]             # [K, M, M]
+    other = ~same[..., None, None]                                        # [K, M, M, 1, 1]
+    r2_all = jnp.sum(d * d, axis=-1)
+    r = jnp.sqrt(jnp.where(other, r2_all, 1.0))                           # safe where excluded
+    q = jnp.array([model.q_o, model.q_h, model.q_h])
+    qq = q[:, None] * q[None, :]
+    e_coul = COULOMB_KCAL_ANGSTROM * jnp.sum(jnp.where(other, qq * _dsf(r, alpha, cutoff), 0.0))
+
+    r_oo = r[..., 0, 0]
+    sr6 = (model.sigma / r_oo) ** 6
+    sr6_c = (model.sigma / cutoff) ** 6
+    lj = 4 * model.epsilon * ((sr6**2 - sr6) - (sr6_c**2 - sr6_c))
+    e_lj = jnp.sum(jnp.where(other[..., 0, 0] & (r_oo < cutoff), lj, 0.0))
+    # each intermolecular pair was counted twice
+    return e_intra + 0.5 * (e_coul + e_lj)
+
+
+def _intramolecular(pos, model):
+    """Σ_mol ½ k_b [(r_OH1 − r0)² + (r_OH2 − r0)²] + ½ k_θ (θ_HOH − θ0)² (kcal/mol)."""
     b1 = pos[:, 1] - pos[:, 0]
     b2 = pos[:, 2] - pos[:, 0]
     r1 = jnp.linalg.norm(b1, axis=-1)
@@ -104,24 +140,7 @@ def water_energy(pos, box, model: WaterModel = SPC_FW, cutoff: float = 9.0, alph
     theta = jnp.arccos(jnp.clip(cos_t, -1.0 + 1e-12, 1.0 - 1e-12))
     e_intra = 0.5 * model.k_bond * jnp.sum((r1 - model.r0) ** 2 + (r2 - model.r0) ** 2)
     e_intra += 0.5 * model.k_angle * jnp.sum((theta - jnp.deg2rad(model.theta0)) ** 2)
-
-    # intermolecular: all (molecule i, site a) – (molecule j, site b) pairs, i != j
-    d = pos[:, None, :, None, :] - pos[None, :, None, :, :]          # [M, M, 3, 3, 3]
-    d = d - box * jnp.round(d / box)
-    other = ~jnp.eye(m, dtype=bool)[:, :, None, None]                 # [M, M, 1, 1]
-    r2_all = jnp.sum(d * d, axis=-1)
-    r = jnp.sqrt(jnp.where(other, r2_all, 1.0))                       # safe on the diagonal
-    q = jnp.array([model.q_o, model.q_h, model.q_h])
-    qq = q[:, None] * q[None, :]
-    e_coul = COULOMB_KCAL_ANGSTROM * jnp.sum(jnp.where(other, qq * _dsf(r, alpha, cutoff), 0.0))
-
-    r_oo = r[:, :, 0, 0]
-    sr6 = (model.sigma / r_oo) ** 6
-    sr6_c = (model.sigma / cutoff) ** 6
-    lj = 4 * model.epsilon * ((sr6**2 - sr6) - (sr6_c**2 - sr6_c))
-    e_lj = jnp.sum(jnp.where(other[:, :, 0, 0] & (r_oo < cutoff), lj, 0.0))
-    # each intermolecular pair was counted twice
-    return e_intra + 0.5 * (e_coul + e_lj)
+    return e_intra
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +153,11 @@ class LangevinSettings:
 
 
 def make_langevin(box: float, model: WaterModel = SPC_FW, cutoff: float | None = None,
-                  alpha: float = 0.2):
+                  alpha: float = 0.2, images: int = 0):
     """Build a jitted ``run(pos, vel, key, n_steps, temperature, dt, friction) -> (pos, vel)``.
+
+    ``images`` > 0: the energy sums periodic images (:func:`water_energy`), the cutoff
+    (default 9 Å) may reach (images + ½) L.
 
     One BAOAB step (positions x, velocities v, accelerations a = F/m):
         v ← v + ½dt a(x);  x ← x + ½dt v;
@@ -145,11 +167,12 @@ def make_langevin(box: float, model: WaterModel = SPC_FW, cutoff: float | None =
     of its inputs. Shapes: pos, vel [M, 3, 3] (Angstrom, Angstrom/fs).
     """
     if cutoff is None:
-        cutoff = min(9.0, 0.5 * box - 0.2)
-    if cutoff >= 0.5 * box:
-        raise ValueError(f"cutoff {cutoff} Angstrom must be below half the box side {box:.2f}")
+        cutoff = 9.0 if images else min(9.0, 0.5 * box - 0.2)
+    if cutoff > (images + 0.5) * box or (not images and cutoff >= 0.5 * box):
+        raise ValueError(f"cutoff {cutoff} Angstrom must be below (images + 1/2) times the box "
+                         f"side {box:.2f} (images = {images})")
     masses = jnp.array([MASS_O, MASS_H, MASS_H])[None, :, None]
-    grad = jax.grad(lambda p: water_energy(p, box, model, cutoff, alpha))
+    grad = jax.grad(lambda p: water_energy(p, box, model, cutoff, alpha, images))
 
     def accel(p):
         return -grad(p) / masses * ACCEL_PER_KCAL_ANGSTROM_AMU

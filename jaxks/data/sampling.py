@@ -24,6 +24,13 @@ no O–O distance below :data:`MIN_OO_ANGSTROM` and every O–H bond within
 
 Noise: NumPy ``Generator(PCG64(seed))`` for lattice, orientations, velocities, centres and
 distortions; ``jax.random.PRNGKey(seed)`` for the thermostat.
+
+Periodic boxes (:func:`sample_water_box`): N molecules in their own cubic box of side
+L = (N / n_liquid)^(1/3) (liquid density, 0.997 g/cm³; 8 molecules: 6.21 Å), the same dynamics
+with the periodic images summed up to the 9 Å cutoff (a box smaller than 18 Å is its own
+neighbour), snapshots every ``interval_fs``. Frames are periodic cells: oxygens wrapped into
+[0, L)³, each molecule whole, written with ``Lattice="..." pbc="T T T"``; the geometry checks
+use minimum-image distances.
 """
 
 from __future__ import annotations
@@ -57,28 +64,37 @@ class SampledFrame:
     symbols: tuple[str, ...]
     coords: np.ndarray
     info: dict
+    lattice: np.ndarray | None = None
 
     def to_system(self, **kwargs) -> System:
-        """The :class:`System` (Bohr inside) of this frame."""
-        return System.from_symbols(self.symbols, self.coords, **kwargs)
+        """The :class:`System` (Bohr inside) of this frame, periodic when it has a lattice."""
+        return System.from_symbols(self.symbols, self.coords, lattice_angstrom=self.lattice,
+                                   **kwargs)
 
 
 # --------------------------------------------------------------------------- geometry checks
 def geometry_problems(coords_angstrom, min_oo: float = MIN_OO_ANGSTROM,
-                      oh_range=OH_RANGE_ANGSTROM) -> list[str]:
-    """Why a water cluster geometry is unacceptable (empty list when it is fine).
+                      oh_range=OH_RANGE_ANGSTROM, box: float | None = None) -> list[str]:
+    """Why a water cluster (or periodic box) geometry is unacceptable (empty list when fine).
 
     Args:
         coords_angstrom: [3n, 3] positions ordered (O, H, H) per molecule, Angstrom.
+        box: side of a periodic cubic box (Angstrom): O–O distances to every image count.
     """
     x = np.asarray(coords_angstrom, dtype=np.float64).reshape(-1, 3, 3)
     problems = []
     oh = np.linalg.norm(x[:, 1:] - x[:, :1], axis=-1)
     if oh.min() < oh_range[0] or oh.max() > oh_range[1]:
         problems.append(f"O-H bond outside {oh_range} Angstrom: {oh.min():.3f}..{oh.max():.3f}")
-    if len(x) > 1:
-        d = np.linalg.norm(x[:, None, 0] - x[None, :, 0], axis=-1)
-        d[np.diag_indices(len(x))] = np.inf
+    if len(x) > 1 or box is not None:
+        v = x[:, None, 0] - x[None, :, 0]                                 # [n, n, 3]
+        shifts = np.zeros((1, 3))
+        if box is not None:  # minimum image, then the 27 nearest images (a molecule's own too)
+            v = v - box * np.round(v / box)
+            shifts = box * (np.array(list(np.ndindex(3, 3, 3))) - 1)
+        d = np.linalg.norm(v[None] + shifts[:, None, None], axis=-1)      # [k, n, n]
+        home = int(np.flatnonzero(np.all(shifts == 0, axis=1))[0])
+        d[home, np.arange(len(x)), np.arange(len(x))] = np.inf             # not with itself
         if d.min() < min_oo:
             problems.append(f"O-O distance {d.min():.3f} Angstrom below {min_oo}")
     return problems
@@ -281,6 +297,77 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
     return out
 
 
+def sample_water_box(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
+                     interval_fs: float = 100.0, equilibration_fs: float = 3000.0,
+                     progress: TextIO | None = None) -> list[SampledFrame]:
+    """Generate ``frames`` periodic boxes of n water molecules at liquid density (module doc).
+
+    Args:
+        n: molecules per box, 1 .. :data:`MAX_MOLECULES`; the cubic box side is
+            ``forcefield.box_side(n)`` (8 molecules: 6.21 Å).
+        frames, seed, temperature, interval_fs, equilibration_fs, progress: as
+            :func:`sample_water` (no distorted variants: every frame is an MD snapshot).
+    Returns:
+        list of :class:`SampledFrame` with ``lattice`` = L·1 (Angstrom), oxygens in [0, L)³.
+    Raises:
+        InputError: n, frames or temperature out of range.
+    """
+    import jax
+
+    from jaxks.data.forcefield import SPC_FW, box_side, kinetic_temperature, make_langevin
+
+    if not 1 <= n <= MAX_MOLECULES:
+        raise InputError(f"molecules per box must be between 1 and {MAX_MOLECULES}, got {n}")
+    if frames < 1:
+        raise InputError(f"the number of frames must be positive, got {frames}")
+    if temperature <= 0:
+        raise InputError(f"temperature must be positive (K), got {temperature}")
+    model, cutoff = SPC_FW, 9.0
+    box = box_side(n)
+    images = max(1, math.ceil(cutoff / box - 0.5))
+    m_side = math.ceil(n ** (1 / 3) - 1e-9)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    key = jax.random.PRNGKey(seed)
+    pos, vel = _lattice_start(m_side, box, model, rng, temperature)
+    keep = np.sort(rng.permutation(m_side ** 3)[:n])  # n of the m³ lattice sites
+    pos, vel = pos[keep], vel[keep]
+    run = make_langevin(box, model, cutoff=cutoff, images=images)
+    dt = 0.5
+    say = (lambda msg: print(msg, file=progress, flush=True)) if progress else (lambda msg: None)
+    say(f"sample: {n} SPC/Fw molecules in a periodic {box:.3f} Angstrom box, T = {temperature} K, "
+        f"equilibrating {equilibration_fs:.0f} fs")
+    strong = int(round(min(1000.0, equilibration_fs / 3) / dt))
+    weak = int(round(equilibration_fs / dt)) - strong
+    pos, vel = run(pos, vel, jax.random.fold_in(key, 0), strong, temperature, dt, 0.02)
+    pos, vel = run(pos, vel, jax.random.fold_in(key, 1), weak, temperature, dt, 0.001)
+    steps = max(1, int(round(interval_fs / dt)))
+    lattice = np.eye(3) * box
+    out: list[SampledFrame] = []
+    snapshot, rejected = 0, 0
+    while len(out) < frames:
+        snapshot += 1
+        pos, vel = run(pos, vel, jax.random.fold_in(key, 1 + snapshot), steps, temperature,
+                       dt, 0.001)
+        p = np.asarray(pos)
+        if not np.all(np.isfinite(p)):  # pragma: no cover - would be a force-field bug
+            raise RuntimeError("water dynamics became unstable (non-finite positions)")
+        t_fs = equilibration_fs + snapshot * steps * dt
+        x = p - box * np.floor(p[:, :1] / box)   # oxygens into [0, L), molecules whole
+        flat = x.reshape(-1, 3)
+        if geometry_problems(flat, box=box):
+            rejected += 1
+            if rejected > 10 * frames + 100:
+                raise RuntimeError("too many box snapshots fail the geometry checks")
+            continue
+        meta = dict(units="angstrom", generator=GENERATOR_NAME, model=model.name,
+                    T=temperature, seed=seed, n=n, frame=len(out), snapshot=snapshot,
+                    time_fs=t_fs, box=round(box, 6), variant="md-box")
+        out.append(SampledFrame(("O", "H", "H") * n, flat, meta, lattice=lattice))
+        say(f"sample: {len(out)}/{frames} boxes, t = {t_fs:.0f} fs, "
+            f"T_kin = {kinetic_temperature(vel):.0f} K")
+    return out
+
+
 # --------------------------------------------------------------------------- xyz output
 def _format_value(v) -> str:
     if isinstance(v, bool):
@@ -291,9 +378,15 @@ def _format_value(v) -> str:
     return f'"{s}"' if (" " in s or "=" in s) else s
 
 
-def frame_comment(info: dict) -> str:
-    """Extended-xyz comment line: ``Properties=species:S:1:pos:R:3 pbc="F F F" key=value ...``."""
-    parts = ['Properties=species:S:1:pos:R:3', 'pbc="F F F"']
+def frame_comment(info: dict, lattice=None) -> str:
+    """Extended-xyz comment line: ``Properties=species:S:1:pos:R:3 pbc="F F F" key=value ...``;
+    with a ``lattice`` [3, 3] (Angstrom, rows), ``Lattice="..." ... pbc="T T T"`` as ASE writes
+    a periodic cell."""
+    parts = []
+    if lattice is not None:
+        parts.append('Lattice="' + " ".join(f"{v:.10f}" for v in np.ravel(lattice)) + '"')
+    parts += ['Properties=species:S:1:pos:R:3', 'pbc="T T T"' if lattice is not None
+              else 'pbc="F F F"']
     parts += [f"{k}={_format_value(v)}" for k, v in info.items()]
     return " ".join(parts)
 
@@ -302,7 +395,7 @@ def write_frames_xyz(frames: Iterable[SampledFrame], target: str | os.PathLike |
     """Write frames as multi-frame extended xyz (Angstrom, 10 decimals), atomically for a path."""
     def emit(f: TextIO):
         for fr in frames:
-            f.write(f"{len(fr.symbols)}\n{frame_comment(fr.info)}\n")
+            f.write(f"{len(fr.symbols)}\n{frame_comment(fr.info, fr.lattice)}\n")
             for s, c in zip(fr.symbols, fr.coords):
                 f.write(f"{s:<2s} {c[0]:16.10f} {c[1]:16.10f} {c[2]:16.10f}\n")
 
