@@ -212,6 +212,59 @@ def distort_cluster(x: np.ndarray, rng: np.random.Generator):
 
 
 # --------------------------------------------------------------------------- the sampler
+#: MD time step (fs).
+_DT_FS = 0.5
+
+
+def _check_request(what: str, n: int, frames: int, temperature: float) -> None:
+    if not 1 <= n <= MAX_MOLECULES:
+        raise InputError(f"{what} must be between 1 and {MAX_MOLECULES}, got {n}")
+    if frames < 1:
+        raise InputError(f"the number of frames must be positive, got {frames}")
+    if temperature <= 0:
+        raise InputError(f"temperature must be positive (K), got {temperature}")
+
+
+def _reporter(progress):
+    """say(msg): one line to ``progress``, or nothing."""
+    return (lambda msg: print(msg, file=progress, flush=True)) if progress else (lambda msg: None)
+
+
+def _snapshots(run, pos, vel, key, temperature: float, interval_fs: float,
+               equilibration_fs: float):
+    """Step 3's dynamics: yield (snapshot k = 1, 2, ..., time (fs), positions [M, 3, 3] NumPy,
+    velocities) every ``interval_fs`` after the equilibration, weak friction, forever."""
+    import jax
+
+    steps = max(1, int(round(interval_fs / _DT_FS)))
+    snapshot = 0
+    while True:
+        snapshot += 1
+        pos, vel = run(pos, vel, jax.random.fold_in(key, 1 + snapshot), steps, temperature,
+                       _DT_FS, 0.001)
+        p = np.asarray(pos)
+        if not np.all(np.isfinite(p)):  # pragma: no cover - would be a force-field bug
+            raise RuntimeError("water dynamics became unstable (non-finite positions)")
+        yield snapshot, equilibration_fs + snapshot * steps * _DT_FS, p, vel
+
+
+def _rejected(count: int, frames: int, what: str) -> int:
+    """One more frame failed the geometry checks: the new count, or RuntimeError after many."""
+    if count + 1 > 10 * frames + 100:
+        raise RuntimeError(f"too many {what} fail the geometry checks")
+    return count + 1
+
+
+def _equilibrate(run, pos, vel, key, temperature: float, equilibration_fs: float):
+    """Step 2 of the recipe: strong friction (20/ps) for min(1 ps, a third), then weak (1/ps)."""
+    import jax
+
+    strong = int(round(min(1000.0, equilibration_fs / 3) / _DT_FS))
+    weak = int(round(equilibration_fs / _DT_FS)) - strong
+    pos, vel = run(pos, vel, jax.random.fold_in(key, 0), strong, temperature, _DT_FS, 0.02)
+    return run(pos, vel, jax.random.fold_in(key, 1), weak, temperature, _DT_FS, 0.001)
+
+
 def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
                  distort: float = 0.2, interval_fs: float = 100.0,
                  equilibration_fs: float = 3000.0, progress: TextIO | None = None
@@ -236,14 +289,9 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
 
     from jaxks.data.forcefield import SPC_FW, box_side, kinetic_temperature, make_langevin
 
-    if not 1 <= n <= MAX_MOLECULES:
-        raise InputError(f"cluster size n must be between 1 and {MAX_MOLECULES}, got {n}")
-    if frames < 1:
-        raise InputError(f"the number of frames must be positive, got {frames}")
+    _check_request("cluster size n", n, frames, temperature)
     if not 0.0 <= distort <= 1.0:
         raise InputError(f"distort is a fraction of frames between 0 and 1, got {distort}")
-    if temperature <= 0:
-        raise InputError(f"temperature must be positive (K), got {temperature}")
     model = SPC_FW
     n_box = _box_molecules(n)
     m_side = round(n_box ** (1 / 3))
@@ -252,27 +300,16 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
     key = jax.random.PRNGKey(seed)
     pos, vel = _lattice_start(m_side, box, model, rng, temperature)
     run = make_langevin(box, model)
-    dt = 0.5
-    say = (lambda msg: print(msg, file=progress, flush=True)) if progress else (lambda msg: None)
+    say = _reporter(progress)
     say(f"sample: {n_box} SPC/Fw molecules in a {box:.2f} Angstrom box, T = {temperature} K, "
         f"equilibrating {equilibration_fs:.0f} fs")
-    strong = int(round(min(1000.0, equilibration_fs / 3) / dt))
-    weak = int(round(equilibration_fs / dt)) - strong
-    pos, vel = run(pos, vel, jax.random.fold_in(key, 0), strong, temperature, dt, 0.02)
-    pos, vel = run(pos, vel, jax.random.fold_in(key, 1), weak, temperature, dt, 0.001)
+    pos, vel = _equilibrate(run, pos, vel, key, temperature, equilibration_fs)
     per_snapshot = max(1, n_box // (4 * n))
-    steps = max(1, int(round(interval_fs / dt)))
     out: list[SampledFrame] = []
-    snapshot, rejected = 0, 0
+    rejected = 0
     symbols = ("O", "H", "H") * n
-    while len(out) < frames:
-        snapshot += 1
-        pos, vel = run(pos, vel, jax.random.fold_in(key, 1 + snapshot), steps, temperature,
-                       dt, 0.001)
-        p = np.asarray(pos)
-        if not np.all(np.isfinite(p)):  # pragma: no cover - would be a force-field bug
-            raise RuntimeError("water dynamics became unstable (non-finite positions)")
-        t_fs = equilibration_fs + snapshot * steps * dt
+    for snapshot, t_fs, p, vel in _snapshots(run, pos, vel, key, temperature, interval_fs,
+                                             equilibration_fs):
         centres = rng.permutation(n_box)[:per_snapshot]
         for c in centres:
             if len(out) == frames:
@@ -284,9 +321,7 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
             x = x - _centre_of_mass(x)
             flat = x.reshape(-1, 3)
             if geometry_problems(flat):
-                rejected += 1
-                if rejected > 10 * frames + 100:
-                    raise RuntimeError("too many carved clusters fail the geometry checks")
+                rejected = _rejected(rejected, frames, "carved clusters")
                 continue
             meta = dict(units="angstrom", generator=GENERATOR_NAME, model=model.name,
                         T=temperature, seed=seed, n=n, frame=len(out), snapshot=snapshot,
@@ -294,7 +329,8 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
             out.append(SampledFrame(symbols, flat, meta))
         say(f"sample: {len(out)}/{frames} frames, t = {t_fs:.0f} fs, "
             f"T_kin = {kinetic_temperature(vel):.0f} K")
-    return out
+        if len(out) == frames:
+            return out
 
 
 def sample_water_box(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
@@ -316,12 +352,7 @@ def sample_water_box(n: int, frames: int, seed: int = 0, temperature: float = 30
 
     from jaxks.data.forcefield import SPC_FW, box_side, kinetic_temperature, make_langevin
 
-    if not 1 <= n <= MAX_MOLECULES:
-        raise InputError(f"molecules per box must be between 1 and {MAX_MOLECULES}, got {n}")
-    if frames < 1:
-        raise InputError(f"the number of frames must be positive, got {frames}")
-    if temperature <= 0:
-        raise InputError(f"temperature must be positive (K), got {temperature}")
+    _check_request("molecules per box", n, frames, temperature)
     model, cutoff = SPC_FW, 9.0
     box = box_side(n)
     images = max(1, math.ceil(cutoff / box - 0.5))
@@ -332,32 +363,19 @@ def sample_water_box(n: int, frames: int, seed: int = 0, temperature: float = 30
     keep = np.sort(rng.permutation(m_side ** 3)[:n])  # n of the m³ lattice sites
     pos, vel = pos[keep], vel[keep]
     run = make_langevin(box, model, cutoff=cutoff, images=images)
-    dt = 0.5
-    say = (lambda msg: print(msg, file=progress, flush=True)) if progress else (lambda msg: None)
+    say = _reporter(progress)
     say(f"sample: {n} SPC/Fw molecules in a periodic {box:.3f} Angstrom box, T = {temperature} K, "
         f"equilibrating {equilibration_fs:.0f} fs")
-    strong = int(round(min(1000.0, equilibration_fs / 3) / dt))
-    weak = int(round(equilibration_fs / dt)) - strong
-    pos, vel = run(pos, vel, jax.random.fold_in(key, 0), strong, temperature, dt, 0.02)
-    pos, vel = run(pos, vel, jax.random.fold_in(key, 1), weak, temperature, dt, 0.001)
-    steps = max(1, int(round(interval_fs / dt)))
+    pos, vel = _equilibrate(run, pos, vel, key, temperature, equilibration_fs)
     lattice = np.eye(3) * box
     out: list[SampledFrame] = []
-    snapshot, rejected = 0, 0
-    while len(out) < frames:
-        snapshot += 1
-        pos, vel = run(pos, vel, jax.random.fold_in(key, 1 + snapshot), steps, temperature,
-                       dt, 0.001)
-        p = np.asarray(pos)
-        if not np.all(np.isfinite(p)):  # pragma: no cover - would be a force-field bug
-            raise RuntimeError("water dynamics became unstable (non-finite positions)")
-        t_fs = equilibration_fs + snapshot * steps * dt
+    rejected = 0
+    for snapshot, t_fs, p, vel in _snapshots(run, pos, vel, key, temperature, interval_fs,
+                                             equilibration_fs):
         x = p - box * np.floor(p[:, :1] / box)   # oxygens into [0, L), molecules whole
         flat = x.reshape(-1, 3)
         if geometry_problems(flat, box=box):
-            rejected += 1
-            if rejected > 10 * frames + 100:
-                raise RuntimeError("too many box snapshots fail the geometry checks")
+            rejected = _rejected(rejected, frames, "box snapshots")
             continue
         meta = dict(units="angstrom", generator=GENERATOR_NAME, model=model.name,
                     T=temperature, seed=seed, n=n, frame=len(out), snapshot=snapshot,
@@ -365,7 +383,8 @@ def sample_water_box(n: int, frames: int, seed: int = 0, temperature: float = 30
         out.append(SampledFrame(("O", "H", "H") * n, flat, meta, lattice=lattice))
         say(f"sample: {len(out)}/{frames} boxes, t = {t_fs:.0f} fs, "
             f"T_kin = {kinetic_temperature(vel):.0f} K")
-    return out
+        if len(out) == frames:
+            return out
 
 
 # --------------------------------------------------------------------------- xyz output

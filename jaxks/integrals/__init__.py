@@ -344,6 +344,26 @@ def _grid_block_size(nao: int, n_grid: int, deriv_comps: int = 4,
     return max(128, size // 128 * 128)
 
 
+def padded_grid(grids, mol, block_size: int | None, screened: bool):
+    """A PySCF grid's points [n, 3] (Bohr) and weights [n], padded with zero-weight points to a
+    whole number of blocks of ``block_size`` (default: :func:`_grid_block_size`).
+
+    Returns:
+        (coords, weights, n_real, block_size), n_real the number of the grid's own points.
+    """
+    coords = np.asarray(grids.coords)
+    weights = np.asarray(grids.weights)
+    n_grid = weights.shape[0]
+    if block_size is None:
+        block_size = _grid_block_size(mol.nao, n_grid, screened=screened)
+    n_pad = -n_grid % block_size
+    if n_pad:
+        # Zero-weight padding points sit on the first atom: finite density, no contribution.
+        coords = np.concatenate([coords, np.repeat(mol.atom_coord(0)[None], n_pad, 0)])
+        weights = np.concatenate([weights, np.zeros(n_pad)])
+    return coords, weights, n_grid, int(block_size)
+
+
 def compute_integrals(system: System, *, block_size: int | None = None,
                       ao_cutoff: float | None = AO_CUTOFF,
                       pair_cutoff: float | None = DF_PAIR_CUTOFF, return_timings: bool = False,
@@ -401,16 +421,8 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
     t2 = time.perf_counter()
     if grids is None:
         grids = make_grids(mol, grid_level)
-    coords = np.asarray(grids.coords)
-    weights = np.asarray(grids.weights)
-    n_grid = weights.shape[0]
-    if block_size is None:
-        block_size = _grid_block_size(mol.nao, n_grid, screened=ao_cutoff is not None)
-    n_pad = -n_grid % block_size
-    if n_pad:
-        # Zero-weight padding points sit on the first atom: finite density, no contribution.
-        coords = np.concatenate([coords, np.repeat(mol.atom_coord(0)[None], n_pad, 0)])
-        weights = np.concatenate([weights, np.zeros(n_pad)])
+    coords, weights, n_grid, block_size = padded_grid(grids, mol, block_size,
+                                                      screened=ao_cutoff is not None)
     bd = basis_data(mol)
     screen = (None if ao_cutoff is None
               else screen_blocks(bd, coords, block_size, n_real=n_grid, cutoff=ao_cutoff))

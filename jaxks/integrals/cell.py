@@ -46,7 +46,9 @@ import time
 import numpy as np
 
 from jaxks.basis import AO_CUTOFF, BasisData, basis_data, screen_blocks, shell_extents
-from jaxks.integrals import DF_PAIR_CUTOFF
+from jaxks.integrals import (DF_PAIR_CUTOFF, Integrals, IntegralTimings, _aligned_empty,
+                             _to_device, padded_grid)
+from jaxks.linalg import n_independent
 from jaxks.pairs import pair_list
 from jaxks.system import InputError, System
 from jaxks.transfer import to_device
@@ -214,9 +216,6 @@ def integrals_from_cell(cell, auxbasis, grid_level: int, *, grids=None,
                         omega: float = 0.0):
     """As :func:`cell_integrals`, from a PySCF ``pbc.gto.Cell`` (optionally with ready-made
     ``grids``, e.g. a ``BeckeGrids`` object)."""
-    from jaxks.integrals import (Integrals, IntegralTimings, _aligned_empty, _grid_block_size,
-                                 _to_device)
-    from jaxks.linalg import n_independent
 
     if omega:
         raise InputError("range-separated hybrids (HSE06) are not implemented for periodic "
@@ -252,19 +251,11 @@ def integrals_from_cell(cell, auxbasis, grid_level: int, *, grids=None,
     t2 = time.perf_counter()
     if grids is None:
         grids = make_cell_grids(cell, grid_level)
-    coords = np.asarray(grids.coords)
-    weights = np.asarray(grids.weights)
-    n_grid = weights.shape[0]
+    coords, weights, n_grid, block_size = padded_grid(grids, cell, block_size, screened=True)
     lattice = np.asarray(cell.lattice_vectors())
     cell_bd = basis_data(cell)
-    parents, shifts = image_shifts(cell_bd, lattice, coords, ao_cutoff)
+    parents, shifts = image_shifts(cell_bd, lattice, coords[:n_grid], ao_cutoff)
     bd = periodic_basis(cell_bd, parents, shifts)
-    if block_size is None:
-        block_size = _grid_block_size(cell.nao, n_grid, screened=True)
-    n_pad = -n_grid % block_size
-    if n_pad:
-        coords = np.concatenate([coords, np.repeat(cell.atom_coord(0)[None], n_pad, 0)])
-        weights = np.concatenate([weights, np.zeros(n_pad)])
     screen = screen_blocks(bd, coords, block_size, n_real=n_grid, cutoff=ao_cutoff)
     mf = pbcdft.RKS(cell)
     guess = _real(mf.get_init_guess(cell, "minao"), "initial guess")
