@@ -412,7 +412,7 @@ def shell_extents(bd: BasisData, cutoff: float = AO_CUTOFF, r_max: float = 60.0,
 
 
 @functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=["blocks", "slots", "mask", "ao_index"], meta_fields=[])
+                   data_fields=["blocks", "slots", "mask", "ao_index", "fold"], meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class ScreenBin:
     """Grid blocks that share one padded shell list length (a static shape under jit).
@@ -428,12 +428,17 @@ class ScreenBin:
         mask: per group, [nb_k, n_g] float64, 1 for real slots, 0 for padding.
         ao_index: [nb_k, n_sig] int32, the AO (PySCF order) of each column of
             :func:`eval_ao_screened`'s result; padded slots repeat a real AO (their values are 0).
+        fold: None, or for a basis of periodic images (:mod:`jaxks.integrals.cell`, where a
+            block's columns repeat AOs, one per image) [nb_k, nao, K] int32: the columns of each
+            AO μ, padded with n_sig (a zero column), so that Σ_k ao[:, fold[μ, k]] is the
+            lattice-summed AO μ.
     """
 
     blocks: jax.Array
     slots: tuple
     mask: tuple
     ao_index: jax.Array
+    fold: jax.Array | None = None
 
     @property
     def n_sig(self) -> int:

@@ -15,7 +15,9 @@ forces) recomputes AO values instead of storing n_grid × n_ao of them.
 
 With an AO screen (``ints.screen``, :class:`jaxks.basis.AOScreen`) each block evaluates only the
 shells that can reach the screening cutoff on its points, and works with the sub-matrix
-Γ[idx, idx] of those AOs; V's block contribution is added back at [idx, idx].
+Γ[idx, idx] of those AOs; V's block contribution is added back at [idx, idx]. In a periodic cell
+(``ints.lattice`` set) the shells are those of the atoms' periodic images: their columns are
+summed onto the cell's AOs, φ_μ = Σ_T χ_μ(r − T) (Γ point), and the block uses the whole Γ.
 """
 
 from __future__ import annotations
@@ -107,14 +109,25 @@ def scan_blocks(ints, block_fn, init, *, deriv: int, atom_coords=None, grid=None
         carry, _ = jax.lax.scan(body, init, pts)
         return carry
 
+    # A periodic cell's basis holds the AO shells of periodic images, so a block's columns may
+    # repeat an AO; they are summed onto the cell's AOs first (the lattice-summed AO values),
+    # and the block works with the whole Γ: in a cell of liquid-water size every AO reaches
+    # every block through some image, and the products stay nao², not n_images².
+    fold = getattr(ints, "lattice", None) is not None
+
     @jax.checkpoint
     def screened_block(p, row):
         coords, w = points(p)
-        return block_fn(w, eval_ao_screened(basis, coords, row, deriv=deriv), row.ao_index)
+        ao = eval_ao_screened(basis, coords, row, deriv=deriv)
+        if fold:  # Σ over images: a gather of whole rows (scatter-adds are slow on CPU)
+            at = jnp.moveaxis(ao, -1, 0)                                   # [n_sig, c, bs]
+            at = jnp.concatenate([at, jnp.zeros_like(at[:1])])             # + a zero column
+            return block_fn(w, jnp.moveaxis(at[row.fold].sum(1), 0, -1), None)
+        return block_fn(w, ao, row.ao_index)
 
     def body(carry, row):
         p = jax.tree_util.tree_map(lambda x: x[row.blocks], pts)
-        return add(carry, screened_block(p, row), row.ao_index), None
+        return add(carry, screened_block(p, row), None if fold else row.ao_index), None
 
     carry = init
     for b in ints.screen.bins:

@@ -27,11 +27,10 @@ nao × nao AOs. Per geometry, once:
 * ``basis``      the AO basis *with its periodic images*: every image shell of an atom that can
                  reach a grid point (:data:`jaxks.basis.AO_CUTOFF`) is a shell of the
                  :class:`jaxks.basis.BasisData`, carrying its home AO index. The screened grid
-                 loop (:func:`jaxks.numint.scan_blocks`) then sums the images of each AO:
-                 a block's AO columns may repeat an AO index (one column per image), so
-                 ρ = Σ ao_i Γ[idx_i, idx_j] ao_j = Σ_μν Γ_μν φ_μ φ_ν with lattice-summed φ, and
-                 the block's V_xc scatters back onto the home AOs. A periodic cell therefore
-                 always uses the AO screen;
+                 loop (:func:`jaxks.numint.scan_blocks`) evaluates a block's image shells and
+                 sums the columns of each AO (:func:`fold_plan`, a gather), φ_μ = Σ_T χ_μ(r − T),
+                 then works with the whole Γ. A periodic cell therefore always uses the AO
+                 screen;
 * ``guess``      PySCF's MINAO guess for the cell (``pbc.dft.RKS.get_init_guess``);
 * ``lattice``    the lattice vectors (rows, Bohr).
 
@@ -41,11 +40,13 @@ reference calculation in the tests uses the same ``Cell`` (:func:`make_cell`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
-from jaxks.basis import AO_CUTOFF, BasisData, basis_data, screen_blocks, shell_extents
+from jaxks.basis import (AO_CUTOFF, AOScreen, BasisData, basis_data, screen_blocks,
+                         shell_extents)
 from jaxks.integrals import (DF_PAIR_CUTOFF, Integrals, IntegralTimings, _aligned_empty,
                              _to_device, padded_grid)
 from jaxks.linalg import n_independent
@@ -191,6 +192,34 @@ def periodic_basis(cell_bd: BasisData, parents: np.ndarray, shifts: np.ndarray) 
         n_ao=cell_bd.n_ao, groups=groups)
 
 
+def fold_plan(bd: BasisData, screen: AOScreen) -> AOScreen:
+    """The screen with each bin's ``fold`` index (:class:`jaxks.basis.ScreenBin`): for every
+    block and cell AO μ, the columns of the block's image AOs that are copies of μ (real slots
+    only), padded with n_sig, so the grid loop sums images by a gather (:mod:`jaxks.numint`)."""
+    import jax.numpy as jnp
+
+    width = [bd.shell_nctr[g[0]] * (2 * bd.shell_l[g[0]] + 1) for g in bd.groups]
+    bins = []
+    for b in screen.bins:
+        idx = np.asarray(b.ao_index)                                      # [nb_k, n_sig]
+        real = np.concatenate([np.repeat(np.asarray(m) > 0, w, axis=1)
+                               for m, w in zip(b.mask, width)], axis=1)
+        nb, n_sig = idx.shape
+        key = np.where(real, idx, bd.n_ao)                                # padding sorts last
+        order = np.argsort(key, axis=1, kind="stable")
+        counts = np.stack([np.bincount(k[k < bd.n_ao], minlength=bd.n_ao) for k in key])
+        k_max = max(int(counts.max()), 1)
+        plan = np.full((nb, bd.n_ao + 1, k_max), n_sig, dtype=np.int32)
+        sorted_key = np.take_along_axis(key, order, axis=1)
+        start = np.concatenate([np.zeros((nb, 1), int), np.cumsum(counts, axis=1)], axis=1)
+        rank = np.arange(n_sig)[None] - np.take_along_axis(start, sorted_key, axis=1)
+        rows = np.repeat(np.arange(nb)[:, None], n_sig, axis=1)
+        ok = sorted_key < bd.n_ao
+        plan[rows[ok], sorted_key[ok], rank[ok]] = order[ok]
+        bins.append(dataclasses.replace(b, fold=jnp.asarray(plan[:, :bd.n_ao])))
+    return dataclasses.replace(screen, bins=tuple(bins))
+
+
 def cell_integrals(system: System, *, block_size: int | None = None,
                    ao_cutoff: float | None = AO_CUTOFF, pair_cutoff: float | None = DF_PAIR_CUTOFF,
                    return_timings: bool = False, omega: float = 0.0,
@@ -256,7 +285,8 @@ def integrals_from_cell(cell, auxbasis, grid_level: int, *, grids=None,
     cell_bd = basis_data(cell)
     parents, shifts = image_shifts(cell_bd, lattice, coords[:n_grid], ao_cutoff)
     bd = periodic_basis(cell_bd, parents, shifts)
-    screen = screen_blocks(bd, coords, block_size, n_real=n_grid, cutoff=ao_cutoff)
+    screen = fold_plan(bd, screen_blocks(bd, coords, block_size, n_real=n_grid,
+                                         cutoff=ao_cutoff))
     mf = pbcdft.RKS(cell)
     guess = _real(mf.get_init_guess(cell, "minao"), "initial guess")
     t3 = time.perf_counter()
