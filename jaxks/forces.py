@@ -141,6 +141,11 @@ def energy_gradient(gamma, fock, ints, fints: ForceIntegrals, xc, *,
     """
     from jaxks.scf import resolve_xc
 
+    if getattr(ints, "lattice", None) is not None:
+        from jaxks.system import InputError
+        raise InputError("forces are implemented for molecules (clusters) only; these are the "
+                         "integrals of a periodic cell")
+
     xc = resolve_xc(xc)
     if getattr(xc, "sr_exchange", 0.0) and fints.sr is None:
         raise ValueError(f"forces of {xc.name} need the short-range derivative integrals: build "

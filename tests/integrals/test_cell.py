@@ -101,6 +101,11 @@ def test_unsupported_cell_settings_are_errors():
         compute_integrals(system, ao_cutoff=None)
     with pytest.raises(InputError, match="charged periodic cell"):
         compute_integrals(system.replace(charge=2))
+    from jaxks.forces import energy_gradient
+
+    ints = compute_integrals(system)
+    with pytest.raises(InputError, match="integrals of a periodic cell"):
+        energy_gradient(ints.guess, ints.hcore, ints, None, "pbe")
 
 
 def test_folded_image_aos_are_pyscf_lattice_sums():
