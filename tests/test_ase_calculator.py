@@ -166,3 +166,24 @@ def test_deepks_model_forces_are_energy_derivatives(tmp_path):
             e.append(moved.get_potential_energy())
         fd = -(e[0] - e[1]) / (2 * h)
         assert abs(fd - f[atom, axis]) < 2e-5 * EV_ANGSTROM_PER_HARTREE_BOHR, (fd, f[atom, axis])
+
+
+def test_periodic_atoms_run_as_a_cell():
+    """An Atoms with a cell and pbc=True is a Γ-point cell (PySCF pbc's energy), never a
+    cluster; its forces are refused (InputError) rather than computed as a molecule's."""
+    from pyscf.pbc import dft
+
+    from jaxks.ase_calculator import JaxksCalculator
+    from jaxks.integrals.cell import make_cell, make_cell_grids
+    from jaxks.system import InputError, System
+
+    atoms = Atoms("OH2", positions=[[0, 0, 0], [0.757, 0.586, 0], [-0.757, 0.586, 0]],
+                  cell=[4.5, 4.5, 4.5], pbc=True)
+    atoms.calc = JaxksCalculator(basis="sto-3g", grid_level=1)
+    e = atoms.get_potential_energy() / EV_PER_HARTREE
+    cell = make_cell(System.from_ase(atoms, basis="sto-3g"))
+    mf = dft.RKS(cell).density_fit(auxbasis=AUX)
+    mf.xc, mf.grids, mf.conv_tol, mf.verbose = "pbe", make_cell_grids(cell, 1), 1e-11, 0
+    assert abs(e - mf.kernel()) < 1e-8
+    with pytest.raises(InputError, match="forces is implemented for molecules"):
+        atoms.get_forces()
