@@ -188,3 +188,6 @@ def test_periodic_boxes(tmp_path):
         assert d.min() >= 2.3 and np.all(d.min(1) < 3.3), d.min(1)
     for extra in (["--n", "2"], ["--distort", "0.5"]):
         assert main(args + extra) == 2
+    # labelling is for clusters only: refused before any calculation, not run as a cluster
+    assert main(["label", str(path), "--out", str(tmp_path / "data"), "--quiet"]) == 2
+    assert not (tmp_path / "data").exists()
