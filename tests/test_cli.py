@@ -146,6 +146,7 @@ def test_scf_of_a_periodic_box(tmp_path, capsys):
     assert main(args + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["periodic"] and out["kpoint"] == "gamma" and out["converged"]
+    assert out["energy_per"] == "cell"
     np.testing.assert_allclose(out["cell_angstrom"], np.eye(3) * 4.5, atol=1e-12)
     cell = make_cell(System.from_xyz(box, basis="sto-3g"))
     mf = dft.RKS(cell).density_fit(auxbasis="def2-universal-jkfit")

@@ -104,7 +104,7 @@ def summarize(system, result, timings: dict, window: int = 4) -> dict:
     cell = dict(periodic=False)
     if system.lattice is not None:
         # a periodic cell: energies per cell, orbitals at the Gamma point
-        cell = dict(periodic=True, kpoint="gamma",
+        cell = dict(periodic=True, kpoint="gamma", energy_per="cell",
                     cell_angstrom=(np.asarray(system.lattice) * ANGSTROM_PER_BOHR).tolist())
     return dict(
         units=dict(energy="Hartree (eV where the key says so)", length="Angstrom (input)"),
