@@ -83,11 +83,12 @@ def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
     config = ModelConfig(shell_sections=sections, hidden=cfg.model.hidden,
                          embedding=None if cfg.model.embedding == "none" else "thermal",
                          elements=elements if cfg.model.element_constants else (),
-                         output_scale=cfg.model.output_scale)
+                         output_scale=cfg.model.output_scale, descriptor=cfg.model.descriptor)
     params = init_model(config, jax.random.PRNGKey(cfg.model.seed))
     shells = basis.shell_structure
     descs = [np.asarray(descriptors_from_overlaps(jnp.asarray(r.base["dm"]), r.frame.overlaps,
-                                                  shells))[None] for r in records]
+                                                  shells, config.descriptor))[None]
+             for r in records]
     energies = [np.array([float(r.frame.target["energy"]) - float(r.base["energy"])])
                 for r in records]
     params = fit_model(config, params, descs, energies, [r.system.symbols for r in records],

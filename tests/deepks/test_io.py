@@ -16,7 +16,7 @@ from jaxks.deepks.projectors import basis_from_exponents, default_basis
 def model():
     basis = default_basis()
     config = ModelConfig(basis.shell_sections, hidden=(24, 24), embedding="thermal",
-                         elements=("H", "O"))
+                         descriptor="eig", elements=("H", "O"))
     params = init_model(config, jax.random.PRNGKey(1))
     rng = np.random.default_rng(0)
     params = fit_model(config, params, [rng.normal(size=(4, 3, 108))], [rng.normal(size=4)],

@@ -158,7 +158,7 @@ def test_trainable_mask_freezes_statistics():
 
 def test_thermal_embedding():
     """Order-free within a shell, equal to the softmax formula, finite at degeneracy."""
-    config = ModelConfig(SECTIONS, hidden=(16, 16), embedding="thermal")
+    config = ModelConfig(SECTIONS, hidden=(16, 16), embedding="thermal", descriptor="eig")
     p = init_model(config, jax.random.PRNGKey(3))
     beta = p.net["params"]["embedding"]
     np.testing.assert_allclose(beta["beta_1"], np.tile(np.linspace(5, -5, 3), (12, 1)))
