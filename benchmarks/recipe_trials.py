@@ -36,49 +36,31 @@ import numpy as np
 #: weights=absolute λ (used when norm is None), and settings of [train]/[optim]/[model]/[loss]).
 BASE = dict(batch=8, refresh=500, lr=1e-3, decay_steps=500, decay_rate=0.8, n_virtual=1,
             output_scale=100.0, hidden=(100, 100, 100), descriptor="schatten")
+NORM_EF = dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3)
 TRIALS = {
+    # every term normalised by PBE's error: energy, forces and orbitals weighed alike
+    "T1-norm-EF": dict(stages=[("fixed", 2000, {})], norm=NORM_EF),
     # the demo's absolute weights (method.md §12 row 1), smooth descriptor
-    "T1-demo": dict(stages=[("fixed", 3000, {})],
-                    weights=dict(energy=30.0, force=0.0, hamiltonian=0.0, eigenvector=0.1,
-                                 eigenvalue=0.1, gap=0.0)),
-    # every term normalised by PBE's error: energy and orbitals weighed alike
-    "T2-norm": dict(stages=[("fixed", 3000, {})],
-                    norm=dict(energy=1.0, force=0.0, eigenvalue=1.0, gap=0.3, eigenvector=0.0,
-                              hamiltonian=0.0)),
-    # normalised, forces on
-    "T3-norm-F": dict(stages=[("fixed", 3000, {})],
-                      norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3, eigenvector=0.0,
-                                hamiltonian=0.0)),
+    "T2-demo": dict(stages=[("fixed", 2000, {})],
+                    weights=dict(energy=30.0, eigenvector=0.1, eigenvalue=0.1)),
     # staged: orbitals first, then energy and forces added with the orbital terms kept
-    "T4-staged": dict(stages=[("fixed", 1500, dict(energy=0.0, force=0.0)),
-                              ("fixed", 1500, dict(learning_rate=5e-4))],
-                      norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3, eigenvector=0.0,
-                                hamiltonian=0.0)),
-    # normalised + valence Hamiltonian-free, more virtual orbitals in the window
-    "T5-norm-2virt": dict(stages=[("fixed", 3000, {})], n_virtual=2,
-                          norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3,
-                                    eigenvector=0.0, hamiltonian=0.0)),
-    # energy-heavy normalised
-    "T6-norm-E3": dict(stages=[("fixed", 3000, {})],
-                       norm=dict(energy=3.0, force=1.0, eigenvalue=1.0, gap=0.3,
-                                 eigenvector=0.0, hamiltonian=0.0)),
+    "T3-staged": dict(stages=[("fixed", 1000, dict(energy=0.0, force=0.0)),
+                              ("fixed", 1000, dict(learning_rate=5e-4))], norm=NORM_EF),
+    # the sorted-eigenvalue descriptor with T1's recipe: does the smooth descriptor cost accuracy?
+    "T4-eig": dict(stages=[("fixed", 2000, {})], descriptor="eig", norm=NORM_EF),
     # fixed-density, then an end-to-end (through-SCF) stage on the same weights, batch 2
-    "T7-fixed+e2e": dict(stages=[("fixed", 2800, {}),
+    "T5-fixed+e2e": dict(stages=[("fixed", 1900, {}),
                                  ("scf", 100, dict(learning_rate=2e-4, batch_size=2))],
-                         norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3,
-                                   eigenvector=0.0, hamiltonian=0.0)),
-    # the sorted-eigenvalue descriptor with T3's recipe (does the smooth descriptor cost accuracy?)
-    "T8-norm-F-eig": dict(stages=[("fixed", 3000, {})], descriptor="eig",
-                          norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3,
-                                    eigenvector=0.0, hamiltonian=0.0)),
-    # refresh interval: every 100 steps instead of 500
-    "T9-norm-F-r100": dict(stages=[("fixed", 3000, {})], refresh=100,
-                           norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3,
-                                     eigenvector=0.0, hamiltonian=0.0)),
-    # smaller network output scale (larger corrections reachable)
-    "T10-norm-F-os10": dict(stages=[("fixed", 3000, {})], output_scale=10.0,
-                            norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3,
-                                      eigenvector=0.0, hamiltonian=0.0)),
+                         norm=NORM_EF),
+    # energy and forces weighed 3x
+    "T6-norm-EF3": dict(stages=[("fixed", 2000, {})],
+                        norm=dict(energy=3.0, force=3.0, eigenvalue=1.0, gap=0.3)),
+    # network output divided by 10 instead of 100 (larger corrections within reach)
+    "T7-os10": dict(stages=[("fixed", 2000, {})], output_scale=10.0, norm=NORM_EF),
+    # two virtual orbitals in the eigenvalue window
+    "T8-2virt": dict(stages=[("fixed", 2000, {})], n_virtual=2, norm=NORM_EF),
+    # refresh every 100 steps instead of 500
+    "T9-r100": dict(stages=[("fixed", 2000, {})], refresh=100, norm=NORM_EF),
 }
 TERMS = ("energy", "force", "hamiltonian", "eigenvector", "eigenvalue", "gap")
 SHORT = dict(energy="E", force="F", hamiltonian="H", eigenvector="ψ", eigenvalue="ε", gap="gap",
@@ -171,11 +153,17 @@ def describe(spec: dict) -> str:
     return f"{w}; {stages}" + (f"; {', '.join(extra)}" if extra else "")
 
 
-def run_trial(name: str, spec: dict, root: str, out_root: str, norms: dict | None) -> dict:
+def label_folders(root: str, kind: str, names) -> list[str]:
+    """``root``/labels/``kind``_* folders, or only those named (without the prefix)."""
+    if names:
+        return [os.path.join(root, "labels", f"{kind}_{n}") for n in names]
+    return sorted(glob.glob(os.path.join(root, "labels", f"{kind}_*")))
+
+
+def run_trial(name: str, spec: dict, root: str, out_root: str, norms: dict | None,
+              train: list[str], tests: list[str]) -> dict:
     out = os.path.join(out_root, name)
     os.makedirs(out, exist_ok=True)
-    train = sorted(glob.glob(os.path.join(root, "labels", "train_*")))
-    tests = sorted(glob.glob(os.path.join(root, "labels", "test_*")))
     cfg = os.path.join(out, "input.toml")
     with open(cfg, "w") as f:
         f.write(trial_config(name, spec, train, norms))
@@ -193,7 +181,7 @@ def run_trial(name: str, spec: dict, root: str, out_root: str, norms: dict | Non
             _run(["jaxks", "eval", model, test, "--out", os.path.join(out, "eval"), "--label",
                   label, "--no-timing"])
     row = dict(name=name, recipe=describe(spec), frames=sum(_count(t) for t in train),
-               wall_s=sum(float(x) for x in open(os.path.join(out, "wall_s.txt")).split()),
+               wall_s=sum(float(x) for x in open(os.path.join(out, "wall_s.txt")).read().split()),
                sets={})
     for test in tests:
         label = os.path.basename(test)
@@ -232,6 +220,31 @@ def _cell(m) -> str:
             f"{m['scf_converged']:.2f}")
 
 
+def geometry_table(folders) -> str:
+    """O–H lengths (Å) and HOH angles (degrees) of the water molecules in labelled ``folders``:
+    mean ± std and range per set (molecules as stored: O, H, H)."""
+    from jaxks.data.store import Dataset
+    from jaxks.units import ANGSTROM_PER_BOHR
+
+    lines = ["| set | frames | O–H mean ± std (Å) | O–H range (Å) | HOH mean ± std (°) | HOH range (°) |",
+             "|---|---|---|---|---|---|"]
+    for folder in folders:
+        ds = Dataset(folder)
+        r, a = [], []
+        for k in ds.indices:
+            fr, _ = ds.frame(k, verify=False)
+            x = np.asarray(fr["coords"]).reshape(-1, 3, 3) * ANGSTROM_PER_BOHR
+            u = x[:, 1:] - x[:, :1]
+            d = np.linalg.norm(u, axis=-1)
+            r.extend(d.ravel())
+            a.extend(np.degrees(np.arccos(np.sum(u[:, 0] * u[:, 1], -1) / d.prod(-1))))
+        r, a = np.asarray(r), np.asarray(a)
+        lines.append(f"| {os.path.basename(folder)} | {len(ds.indices)} | {r.mean():.3f} ± "
+                     f"{r.std():.3f} | {r.min():.3f}–{r.max():.3f} | {a.mean():.1f} ± {a.std():.1f}"
+                     f" | {a.min():.1f}–{a.max():.1f} |")
+    return "\n".join(lines)
+
+
 def update_table(path: str, rows: list[dict], norms: dict | None, header: str) -> None:
     text = open(path).read() if os.path.exists(path) else "# DeePKS-ES accuracy\n"
     block = "\n".join([MARK_BEGIN, header, "", format_rows(rows), MARK_END])
@@ -252,6 +265,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="data/trials")
     p.add_argument("--table", default="benchmarks/results/accuracy.md")
     p.add_argument("--list", action="store_true", help="list the trials and exit")
+    p.add_argument("--train", nargs="+", default=None,
+                   help="training sets by name without 'train_' (default: every labels/train_*)")
+    p.add_argument("--test", nargs="+", default=None,
+                   help="held-out sets by name without 'test_' (default: every labels/test_*)")
     args = p.parse_args(argv)
     if args.list:
         for name, spec in TRIALS.items():
@@ -264,7 +281,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import machine
 
-    train = sorted(glob.glob(os.path.join(args.root, "labels", "train_*")))
+    train = label_folders(args.root, "train", args.train)
+    tests = label_folders(args.root, "test", args.test)
     if not train:
         print(f"recipe_trials: no labelled training folders under {args.root}/labels: run "
               "benchmarks/water_study.py sample label first", file=sys.stderr)
@@ -275,7 +293,7 @@ def main(argv=None) -> int:
         json.dump(norms, f, indent=1)
     rows = []
     for name in args.trials or list(TRIALS):
-        rows.append(run_trial(name, TRIALS[name], args.root, args.out, norms))
+        rows.append(run_trial(name, TRIALS[name], args.root, args.out, norms, train, tests))
         done = [json.load(open(r)) for r in sorted(glob.glob(os.path.join(args.out, "*",
                                                                            "row.json")))]
         header = (f"## Recipe trials (`python benchmarks/recipe_trials.py`, "
@@ -284,7 +302,10 @@ def main(argv=None) -> int:
                   " MAE (meV) / energy MAE (meV/atom) / force RMSE (meV/Å) / DeePKS-SCF "
                   "converged fraction, by full DeePKS-SCF of every held-out frame against HSE06."
                   f" Normalisers L(PBE) on the training frames (Hartree, Bohr units): "
-                  + ", ".join(f"{k} {v:.3g}" for k, v in norms.items()) + ".")
+                  + ", ".join(f"{k} {v:.3g}" for k, v in norms.items()) + ".\n\n"
+                  "Geometries of the training and held-out sets (the trials' data; "
+                  "`jaxks sample water --intramolecular dft|spcfw`; optimised water: O–H "
+                  "0.96–0.97 Å, HOH 104–105°):\n\n" + geometry_table(train + tests))
         update_table(args.table, done, norms, header)
     return 0
 
