@@ -8,7 +8,7 @@
   when species and positions are not the first four columns.
 * a directory: a DeePKS-kit system folder (``atom.npy`` or ``coord.npy`` + ``type.raw``,
   ``unit.raw``), see :mod:`jaxks.data.deepkskit`.
-* ``builtin:NAME``: a geometry set shipped with jaxks (:func:`jaxks.data.datasets.builtin_frames`).
+* ``builtin:NAME``: a geometry set shipped with jaxks (:mod:`jaxks.data.builtin`).
 * anything else: ``ase.io.read(path, index=":")`` when ASE is installed.
 """
 
@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 
+from jaxks.data.builtin import builtin_path
 from jaxks.system import InputError, System, normalize_symbol, parse_xyz_frame
 
 _KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
@@ -137,9 +138,7 @@ def read_frames(path, **system_kwargs) -> list[System]:
     """
     spath = os.fspath(path)
     if spath.startswith("builtin:"):
-        from jaxks.data.datasets import builtin_frames
-
-        return builtin_frames(spath[len("builtin:"):], **system_kwargs)
+        spath = builtin_path(spath[len("builtin:"):])  # an xyz file, read below
     if os.path.isdir(spath):
         from jaxks.data.deepkskit import read_deepks_system
 

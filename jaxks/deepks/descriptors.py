@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxks.deepks.projectors import ProjectorData
+from jaxks.integrals.projectors import ProjectorData
 from jaxks.linalg import eigh
 
 
