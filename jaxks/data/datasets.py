@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 
 from jaxks.data.builtin import BUILTIN, BUILTIN_DIR, builtin_path
+from jaxks.data.labels import LabelSettings
+from jaxks.data.pipeline import label_frames
 from jaxks.data.readers import read_xyz_frames
+from jaxks.data.store import Dataset
 from jaxks.system import System
 
 
@@ -29,11 +32,6 @@ def builtin_labels(name: str, out, settings=None, workers: int = 1, progress=Non
     Returns:
         :class:`jaxks.data.store.Dataset` of the labelled frames.
     """
-    # the labelling pipeline (PySCF, worker processes) loads only when labels are asked for
-    from jaxks.data.labels import LabelSettings
-    from jaxks.data.pipeline import label_frames
-    from jaxks.data.store import Dataset
-
     label_frames(builtin_frames(name), out, settings or LabelSettings(), workers=workers,
                  progress=progress, source=f"builtin:{name}")
     return Dataset(out)
