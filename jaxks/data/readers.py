@@ -8,7 +8,7 @@
   when species and positions are not the first four columns.
 * a directory: a DeePKS-kit system folder (``atom.npy`` or ``coord.npy`` + ``type.raw``,
   ``unit.raw``), see :mod:`jaxks.data.deepkskit`.
-* ``builtin:NAME``: a geometry set shipped with jaxks (:mod:`jaxks.data.builtin`).
+* ``builtin:NAME``: a geometry set shipped with jaxks (:func:`jaxks.data.datasets.builtin_frames`).
 * anything else: ``ase.io.read(path, index=":")`` when ASE is installed.
 """
 
@@ -19,7 +19,6 @@ import re
 
 import numpy as np
 
-from jaxks.data.builtin import builtin_path
 from jaxks.system import InputError, System, normalize_symbol, parse_xyz_frame
 
 _KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
@@ -138,6 +137,8 @@ def read_frames(path, **system_kwargs) -> list[System]:
     """
     spath = os.fspath(path)
     if spath.startswith("builtin:"):
+        from jaxks.data.builtin import builtin_path
+
         spath = builtin_path(spath[len("builtin:"):])  # an xyz file, read below
     if os.path.isdir(spath):
         from jaxks.data.deepkskit import read_deepks_system
