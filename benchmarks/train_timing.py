@@ -79,7 +79,7 @@ def timed(fn, repeat, what=""):
 
 
 def bench(n: int, args) -> dict:
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train.frames import load_records
 
     folder = labelled(n, args.frames, args.grid_level, args.data)

@@ -144,13 +144,11 @@ def run_label(args) -> int:
 
 
 def run_export(args) -> int:
-    from jaxks.data.pipeline import export_deepkskit
+    from jaxks.data.deepkskit import export_deepkskit, export_descriptors
 
     written = export_deepkskit(args.dataset, args.out, unit=args.unit, layout=args.layout,
                                include_unconverged=args.include_unconverged)
     if args.descriptors:
-        from jaxks.deepks.interop import export_descriptors
-
         export_descriptors(args.dataset, args.out, include_unconverged=args.include_unconverged)
     for group, n in written.items():
         print(f"export: {group}: {n} frames -> {args.out}/{group}", file=sys.stderr)

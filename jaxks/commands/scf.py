@@ -164,7 +164,7 @@ def run(args) -> int:
 
     model = None
     if args.model:
-        from jaxks.deepks.io import load_model
+        from jaxks.models import load_model
 
         model = load_model(args.model, base_xc=args.xc)
     resolve_model_settings(args, model)

@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxks.deepks.descriptors import descriptors_from_overlaps
 from jaxks.deepks.model import ModelConfig, ModelParams, element_onehot, model_energy
-from jaxks.deepks.projectors import ProjectorBasis, ProjectorData, ProjectorDerivs
+from jaxks.integrals.projectors import ProjectorBasis, ProjectorData, ProjectorDerivs
 from jaxks.system import InputError
 
 

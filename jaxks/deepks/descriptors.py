@@ -39,7 +39,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxks.deepks.projectors import ProjectorData
+from jaxks.integrals.projectors import ProjectorData
 from jaxks.linalg import eigh
 from jaxks.system import InputError
 

@@ -46,7 +46,7 @@ from jaxks.deepks.correction import DeePKSParams, DeePKSTerm
 from jaxks.deepks.descriptors import descriptors_from_overlaps
 from jaxks.deepks.io import DeePKSModel, save_model
 from jaxks.deepks.model import ModelConfig, fit_model, freeze_non_trainable, init_model
-from jaxks.deepks.projectors import ProjectorBasis, default_basis
+from jaxks.integrals.projectors import ProjectorBasis, default_basis
 from jaxks.implicit import AdjointOptions, scf_density
 from jaxks.scf import SCFOptions
 from jaxks.system import InputError

@@ -7,7 +7,7 @@ import pytest
 from pyscf import gto
 
 from jaxks.deepks.descriptors import descriptors, projected_density_blocks
-from jaxks.deepks.projectors import default_basis, projector_mol, projector_overlaps
+from jaxks.integrals.projectors import default_basis, projector_mol, projector_overlaps
 from tests.deepks.conftest import WATER_BOHR, make_mol, rhf_density
 
 

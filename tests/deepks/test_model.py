@@ -10,7 +10,7 @@ import pytest
 from jaxks.deepks.model import (ModelConfig, atomic_energies, descriptor_statistics,
                                 element_onehot, fit_element_energies, fit_model, fit_prefit,
                                 freeze_non_trainable, init_model, model_energy)
-from jaxks.deepks.projectors import default_basis
+from jaxks.integrals.projectors import default_basis
 from jaxks.system import InputError
 
 SECTIONS = default_basis().shell_sections

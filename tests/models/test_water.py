@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from jaxks.deepks.io import ModelFileError, load_model
-from jaxks.models import card_path, model_settings
+from jaxks.deepks.io import ModelFileError
+from jaxks.models import card_path, load_model, model_settings
 from jaxks.train.evaluate import METRICS, evaluate
 from jaxks.train.frames import load_records
 

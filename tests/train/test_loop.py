@@ -342,7 +342,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     import jax
     import jaxks
     from jaxks.data.store import Dataset
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train import loop
     from jaxks.train.frames import load_records
     from tests.train.conftest import train_config
