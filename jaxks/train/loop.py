@@ -57,7 +57,8 @@ from jaxks.train.checkpoint import atomic_write_bytes, load_checkpoint, save_che
 from jaxks.train.config import ResolvedStage, TrainConfig, save_config
 from jaxks.train.frames import FrameRecord
 from jaxks.train.predict import PredictSetup, fixed_cache
-from jaxks.train.step import TRACE_COUNT, LossSetup, frame_mesh, make_train_step
+from jaxks.train.step import (TRACE_COUNT, LossSetup, frame_mesh, make_train_step,
+                              safe_frames_per_vmap)
 from jaxks.xc import get_xc
 
 LOG_NAME = "log.jsonl"
@@ -144,14 +145,16 @@ class RefreshStats:
         return self.cycles / max(self.frames, 1)
 
 
-def _refresh_scf_fn(term, xc, options: SCFOptions):
+def _refresh_scf_fn(term, xc, options: SCFOptions, sequential: bool = False):
     """jit(vmap) of the DeePKS-SCF with θ frozen: (params, frames [n], guesses [n, nao, nao])
-    -> (Γ, F_base [n, nao, nao], E_base [n], converged [n], cycles [n]).
+    -> (Γ, F_base [n, nao, nao], E_base [n], converged [n], cycles [n]); with ``sequential``
+    the frames run one after the other inside the one call (``lax.map``), each loop stopping
+    at its own convergence.
 
     F_base[Γ] = F[Γ] − ∂E_δ/∂Γ and E_base = E − E_δ come from the loop's last Fock build (at
     the returned Γ), so the fixed-density cache needs no second Fock build and no second
     compilation of the grid code. One compilation per shape and settings."""
-    key = ("refresh_scf", term, xc, options)
+    key = ("refresh_scf", term, xc, options, sequential)
     if key not in _COMPILED:
         def one(params, frame, guess):
             theta = DeePKSParams(model=params, overlaps=frame.overlaps,
@@ -162,19 +165,34 @@ def _refresh_scf_fn(term, xc, options: SCFOptions):
             energy_base = s["parts"].total - s["parts"].term
             return s["gamma"], fock_base, energy_base, s["converged"], s["cycle"]
 
-        _COMPILED[key] = jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+        if sequential:
+            def run(params, frames, guesses):
+                return jax.lax.map(lambda x: one(params, *x), (frames, guesses))
+        else:
+            run = jax.vmap(one, in_axes=(None, 0, 0))
+        _COMPILED[key] = jax.jit(run)
     return _COMPILED[key]
 
 
+def sequential_refresh_default() -> bool:
+    """Whether a refresh runs the frames of a bucket one after the other (inside its one call)
+    rather than ``vmap``ped: on a CPU. There a Fock build is compute-bound (grid work), so a
+    vmapped cycle costs as much per frame as a single-frame one (measured, (H2O)1, 2-core Xeon)
+    while the vmapped loop runs every frame for as many cycles as the slowest needs; on a GPU
+    the batch fills the device."""
+    return jax.default_backend() == "cpu"
+
+
 def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
-                      warm_cycles: int = 0):
+                      warm_cycles: int = 0, sequential: bool | None = None):
     """Self-consistent densities Γ*(θ) of the stacked frames of one composition, θ frozen.
 
     The DeePKS-SCF F[Γ] = F_base[Γ] + ∂E_δ(Γ, θ)/∂Γ of every frame runs in one jitted,
-    vmapped call, each frame started from its ``guesses`` entry (its last density). A vmapped
-    loop runs until its slowest frame stops, so this first pass is capped at ``warm_cycles``
-    cycles (0: ``options.max_cycles``): one frame that does not converge would otherwise hold
-    the whole bucket for the full cap. Each frame that fails is run again alone from its
+    vmapped call (``sequential``: the frames one after the other inside that call; default
+    :func:`sequential_refresh_default`), each frame started from its ``guesses`` entry (its
+    last density). A vmapped loop runs until its slowest frame stops, so this first pass is
+    capped at ``warm_cycles`` cycles (0: ``options.max_cycles``): one frame that does not
+    converge would otherwise hold the whole bucket for the full cap. Each frame that fails is run again alone from its
     MINAO guess (``frame.ints.guess``) with ``options.max_cycles`` (counted as a fallback); a
     frame that fails both keeps its guess (counted as unconverged).
 
@@ -193,7 +211,10 @@ def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
     warm = options
     if warm_cycles and warm_cycles < options.max_cycles:
         warm = dataclasses.replace(options, max_cycles=warm_cycles)
-    gamma, fock, energy, ok, cycles = _refresh_scf_fn(term, xc, warm)(params, frames, guesses)
+    if sequential is None:
+        sequential = sequential_refresh_default()
+    gamma, fock, energy, ok, cycles = _refresh_scf_fn(term, xc, warm, sequential)(
+        params, frames, guesses)
     ok, cycles = np.array(ok), np.array(cycles)
     stats = RefreshStats(frames=len(ok), max_cycles=int(cycles.max(initial=0)))
     failed = np.flatnonzero(~ok)
@@ -283,6 +304,7 @@ class Trainer:
         self.state = dict(step=0, params=params, opt_state=opt.init(params), gammas=gammas)
         self.state = self.place(self.state)
         self.refresh_stats = RefreshStats()
+        self.notes: set = set()  # guard notes already written to the stream
 
     def place(self, tree, sharded: bool = False):
         """Commit arrays to the device(s) (replicated over a mesh, or with ``sharded`` their
@@ -303,11 +325,20 @@ class Trainer:
                             options=self.options, adjoint=self.adjoint)
 
     def loss_setup(self, stage: ResolvedStage, bucket: Bucket) -> LossSetup:
+        chunk = 0
+        if stage.mode == "scf":
+            width = padded_batch_size(stage.batch_size, self.n_devices) // self.n_devices
+            chunk, why = safe_frames_per_vmap(self.cfg.train.scf_frames_per_vmap, width,
+                                              self.data[self.buckets.index(bucket)]
+                                              .frames[0].ints.nao, bucket.n_atoms)
+            if why and (bucket.key, chunk) not in self.notes:
+                self.notes.add((bucket.key, chunk))
+                if self.stream is not None:
+                    self.stream.write(f"note ({bucket.key}): {why}\n")
+                    self.stream.flush()
         return LossSetup(predict=self.predict_setup(stage), mode=stage.mode,
                          weights=stage.weights, window=bucket.window, n_atoms=bucket.n_atoms,
-                         n_occ=bucket.n_occ,
-                         frames_per_vmap=(self.cfg.train.scf_frames_per_vmap
-                                          if stage.mode == "scf" else 0))
+                         n_occ=bucket.n_occ, frames_per_vmap=chunk)
 
     def stage_start(self, k: int) -> int:
         return sum(s.steps for s in self.stages[:k])

@@ -387,6 +387,48 @@ def test_refresh_equals_per_frame_scf_and_falls_back_to_minao(water_records, tmp
                                atol=1e-10)
 
 
+# --------------------------------------------------------------------------- end-to-end batch 8
+BATCH8_SCRIPT = textwrap.dedent("""
+    import dataclasses, sys
+    import jaxks
+    from jaxks.data.labels import LabelSettings
+    from jaxks.deepks.projectors import default_basis
+    from jaxks.train import loop
+    from jaxks.train.config import LossSection
+    from jaxks.train.frames import load_records
+    from jaxks.train.step import lapack_batch_hang_risk
+    from tests.train.conftest import label_builtin, train_config
+
+    folder = label_builtin(sys.argv[1] + "/labels", "water_monomers", 3,
+                           LabelSettings(basis="def2-svp", grid_level=0))
+    records = load_records([folder], default_basis(), ("H", "O"), with_forces=False)
+    cfg = train_config(sys.argv[1] + "/run", "scf", steps=2, batch_size=8)
+    cfg = dataclasses.replace(cfg, loss=LossSection(force=0.0))
+    res = loop.train(cfg, records, stream=sys.stderr)
+    print("steps", res.steps, "risk", lapack_batch_hang_risk() is not None)
+""")
+
+
+def test_batch8_end_to_end_step_completes(tmp_path):
+    """Two end-to-end steps of batch 8 on def2-SVP water monomers (grid 0) finish. Without
+    the guard this is the configuration that deadlocks under jaxlib 0.10.1 on a CPU (nao 24:
+    each frame-batched eigh of 8 frames, ≈ 5·24³·8 = 5.5e5 FLOP, is split over the thread
+    pool; ``benchmarks/jax_lapack_hang.py --n 24 --batch 8`` hangs). With the risk present the
+    trainer says why on its stream and vmaps 2 frames at a time. Run in a subprocess with a
+    time limit, so that a hang fails the test instead of blocking the suite."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", BATCH8_SCRIPT, str(tmp_path)], cwd=root,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1].split()
+    assert last[:2] == ["steps", "2"], proc.stdout
+    if last[3] == "True":
+        assert "end-to-end frames vmapped 2 at a time instead of 8" in proc.stderr
+    log = read_log(tmp_path / "run")
+    assert [line["frames"] for line in log[1:]] == [3, 3]
+
+
 # --------------------------------------------------------------------------- compilations
 def test_one_compilation_per_bucket(water_records, water_dimer_records, tmp_path):
     """Monomers and dimers form two buckets: the fixed-mode run traces its step exactly twice
