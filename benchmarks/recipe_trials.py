@@ -160,10 +160,38 @@ def label_folders(root: str, kind: str, names) -> list[str]:
     return sorted(glob.glob(os.path.join(root, "labels", f"{kind}_*")))
 
 
+class Records:
+    """Training and held-out frames loaded once for every trial of the process (integrals,
+    projector overlaps and derivative integrals of each frame: minutes per data set), keyed
+    by the orbital window they were prepared with."""
+
+    def __init__(self, train: list[str], tests: list[str]):
+        self.train, self.tests, self._cache = train, tests, {}
+
+    def get(self, kind: str, n_virtual: int):
+        key = (kind, n_virtual)
+        if key not in self._cache:
+            from jaxks.integrals.projectors import default_basis
+            from jaxks.train.frames import load_records
+
+            if kind == "train":
+                self._cache[key] = load_records(self.train, default_basis(), ("H", "O"),
+                                                with_forces=True, n_virtual=n_virtual,
+                                                progress=sys.stderr)
+            else:
+                self._cache[key] = {os.path.basename(t): load_records(
+                    [t], default_basis(), ("H", "O"), n_virtual=n_virtual) for t in self.tests}
+        return self._cache[key]
+
+
 def run_trial(name: str, spec: dict, root: str, out_root: str, norms: dict | None,
-              train: list[str], tests: list[str]) -> dict:
+              train: list[str], tests: list[str], records: Records | None = None) -> dict:
+    """Train and evaluate one trial (in this process when ``records`` is given, else through
+    the ``jaxks train`` / ``jaxks eval`` commands); returns its table row."""
     out = os.path.join(out_root, name)
     os.makedirs(out, exist_ok=True)
+    if records is not None:
+        return _run_in_process(name, spec, out, norms, train, tests, records)
     cfg = os.path.join(out, "input.toml")
     with open(cfg, "w") as f:
         f.write(trial_config(name, spec, train, norms))
@@ -180,6 +208,41 @@ def run_trial(name: str, spec: dict, root: str, out_root: str, norms: dict | Non
         if not os.path.exists(done):
             _run(["jaxks", "eval", model, test, "--out", os.path.join(out, "eval"), "--label",
                   label, "--no-timing"])
+    return _row(name, spec, out, train, tests)
+
+
+def _run_in_process(name, spec, out, norms, train, tests, records: Records) -> dict:
+    import dataclasses
+
+    from jaxks.deepks.io import load_model
+    from jaxks.train.config import load_config
+    from jaxks.train.evaluate import evaluate
+    from jaxks.train.loop import train as train_model
+
+    cfg_path = os.path.join(out, "input.toml")
+    with open(cfg_path, "w") as f:
+        f.write(trial_config(name, spec, train, norms))
+    cfg = load_config(cfg_path)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out=out))
+    n_virtual = dict(BASE, **spec)["n_virtual"]
+    model_path = os.path.join(out, "model.npz")
+    if not os.path.exists(model_path):
+        resume = os.path.exists(os.path.join(out, "checkpoint.npz"))
+        t0 = time.perf_counter()
+        print(f"recipe_trials: training {name}", file=sys.stderr, flush=True)
+        train_model(cfg, records.get("train", n_virtual), resume=resume)
+        with open(os.path.join(out, "wall_s.txt"), "a") as f:
+            f.write(f"{time.perf_counter() - t0:.1f}\n")
+    model = load_model(model_path)
+    for label, recs in records.get("test", n_virtual).items():
+        done = os.path.join(out, "eval", f"eval-{label}.json")
+        if not os.path.exists(done):
+            print(f"recipe_trials: evaluating {name} on {label}", file=sys.stderr, flush=True)
+            evaluate(model, recs, out=os.path.join(out, "eval"), label=label)
+    return _row(name, spec, out, train, tests)
+
+
+def _row(name, spec, out, train, tests) -> dict:
     row = dict(name=name, recipe=describe(spec), frames=sum(_count(t) for t in train),
                wall_s=sum(float(x) for x in open(os.path.join(out, "wall_s.txt")).read().split()),
                sets={})
@@ -265,6 +328,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="data/trials")
     p.add_argument("--table", default="benchmarks/results/accuracy.md")
     p.add_argument("--list", action="store_true", help="list the trials and exit")
+    p.add_argument("--subprocess", action="store_true",
+                   help="train and evaluate through the jaxks commands, one process per trial "
+                   "(default: all trials in this process, frames loaded once)")
     p.add_argument("--train", nargs="+", default=None,
                    help="training sets by name without 'train_' (default: every labels/train_*)")
     p.add_argument("--test", nargs="+", default=None,
@@ -292,8 +358,10 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, "norms.json"), "w") as f:
         json.dump(norms, f, indent=1)
     rows = []
+    records = None if args.subprocess else Records(train, tests)
     for name in args.trials or list(TRIALS):
-        rows.append(run_trial(name, TRIALS[name], args.root, args.out, norms, train, tests))
+        rows.append(run_trial(name, TRIALS[name], args.root, args.out, norms, train, tests,
+                              records))
         done = [json.load(open(r)) for r in sorted(glob.glob(os.path.join(args.out, "*",
                                                                            "row.json")))]
         header = (f"## Recipe trials (`python benchmarks/recipe_trials.py`, "

@@ -95,6 +95,8 @@ class TrainSection:
     batch_size: int = 4            # frames per step
     seed: int = 0
     refresh_every: int = 10        # fixed mode: steps between SCF refreshes of the frozen Γ
+    refresh_cycles: int = 30       # cycles a warm-started refresh SCF may take before its frame
+                                   # is run again alone from MINAO (0: scf.max_cycles)
     scf_frames_per_vmap: int = 0   # end-to-end mode: frames vmapped together (0: whole batch)
     checkpoint_every: int = 10
     log_every: int = 1
@@ -193,6 +195,8 @@ class TrainConfig:
             (self.optim.end_learning_rate >= 0, "optim.end_learning_rate must be >= 0"),
             (self.optim.clip_norm > 0, "optim.clip_norm must be > 0"),
             (self.scf.max_cycles >= 1, "scf.max_cycles must be >= 1"),
+            (self.train.refresh_cycles >= 0, "train.refresh_cycles must be >= 0 "
+             "(0: scf.max_cycles)"),
             (min(self.scf.e_tol, self.scf.comm_tol, self.scf.adjoint_tol) > 0,
              "scf.e_tol, scf.comm_tol and scf.adjoint_tol must be > 0 (Hartree)"),
             (self.scf.level_shift >= 0, "scf.level_shift must be >= 0 (Hartree)"),

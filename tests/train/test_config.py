@@ -32,7 +32,7 @@ def every_setting_changed() -> TrainConfig:
                        damping=0.3, adjoint_tol=1e-11),
         train=TrainSection(mode="fixed", steps=5, batch_size=3, seed=42, refresh_every=2,
                            checkpoint_every=4, log_every=3, out="runs/try 1",
-                           scf_frames_per_vmap=2),
+                           scf_frames_per_vmap=2, refresh_cycles=12),
         stages=(StageSection(mode="scf", steps=7, batch_size=2, refresh_every=3,
                              learning_rate=1e-4, decay_steps=9, decay_rate=0.7, energy=0.5,
                              force=2.0, hamiltonian=0.0, eigenvector=0.2, eigenvalue=1.0,
