@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 
 import jaxks  # noqa: E402, F401
 from common import machine, peak_rss_gb, report  # noqa: E402
-from jaxks.integrals.cell import (CELL_PRECISION, integrals_from_cell, make_cell,  # noqa: E402
-                                  make_cell_grids)
+from jaxks.integrals import integrals_from_cell  # noqa: E402
+from jaxks.integrals.cell import CELL_PRECISION, make_cell, make_cell_grids  # noqa: E402
 from jaxks.scf import SCFOptions, run_scf  # noqa: E402
 from jaxks.system import System  # noqa: E402
 

@@ -6,7 +6,10 @@ one bucket of the trainer is built from them. Timed separately, in the same proc
 
 * forward SCF of one frame (``run_scf`` with the DeePKS term, warm-started from the PBE density;
   compiled, second run) — the unit the issue's bars are written in;
-* the fixed-mode refresh of the whole batch (vmapped DeePKS-SCF + base Fock/energy/forces cache);
+* the refresh row (``--parts refresh``): a fixed-mode density refresh of all ``--frames``
+  frames (one vmapped DeePKS-SCF of the bucket + the cache), timed after ``--refresh-steps``
+  fixed-mode steps, against the summed cold single-frame PBE SCFs (``run_scf`` from MINAO,
+  compiled) of the same frames in the same process (``refresh/cold_pbe``, target ≤ 0.5);
 * one fixed-mode step (cached: network, V_δ, eigensolve, losses, Adam) on a batch of ``--batch``;
 * one end-to-end step (vmapped SCF + implicit gradient + update), and its forward half alone
   (vmapped SCF of the same batch), so the backward/adjoint part is their difference.
@@ -14,11 +17,13 @@ one bucket of the trainer is built from them. Timed separately, in the same proc
 Compile times are reported apart (first call minus steady state). Steady-state times are the
 best of ``--repeat`` calls. Each size runs in its own process with a time limit
 (``--timeout``): with jax/jaxlib 0.10.1 on the CPU a wide vmapped end-to-end step (8 dimers)
-intermittently never returns (every XLA worker thread idle, the caller waiting on the result;
-batches of 1-2 frames ran), so ``--e2e-batch`` sets the end-to-end batch apart and a hung size
-gives a row that says so instead of blocking the table. Run::
+used to deadlock in jaxlib's batched LAPACK kernels (README, Known problems; the trainer now
+guards against it), and a hung size gives a row that says so instead of blocking the table.
+``--e2e-batch`` sets the end-to-end batch apart. Run::
 
     python benchmarks/train_timing.py --sizes 1 2 4 8 --e2e-batch 2 \
+        --out benchmarks/results/train_timing_cpu.md
+    python benchmarks/train_timing.py --sizes 1 2 3 4 --frames 32 --parts refresh \
         --out benchmarks/results/train_timing_cpu.md
 """
 
@@ -78,8 +83,62 @@ def timed(fn, repeat, what=""):
     return first, best
 
 
+def bench_refresh(tr, records, fixed, params, args) -> dict:
+    """The refresh row: a fixed-mode density refresh of every frame of the bucket against the
+    cold single-frame PBE SCFs of the same frames, in this process.
+
+    * ``cold_pbe_sum_s``: Σ over frames of ``run_scf(ints, "pbe")`` from the MINAO guess with
+      the training's SCF settings (compiled once before, so no compile time is included);
+    * ``refresh_first_s``: the step-0 refresh from the PBE densities (compile included);
+    * ``refresh_s``: a refresh after ``--refresh-steps`` fixed-mode steps (the model moved as it
+      does between two refreshes of a run) — what each periodic refresh costs.
+
+    The two are timed alternately ``--repeat`` times (each refresh from the same densities) and
+    the best of each kept, so that a load change on a shared machine biases neither.
+    """
+    from jaxks.train.buckets import batch_at
+
+    def cold_sum():
+        total, cycles = 0.0, []
+        for r in records:
+            t0 = time.perf_counter()
+            res = jax.block_until_ready(run_scf(r.frame.ints, "pbe", options=tr.options,
+                                                warn=False))
+            total += time.perf_counter() - t0
+            cycles.append(int(res.cycles))
+        return total, cycles
+
+    jax.block_until_ready(run_scf(records[0].frame.ints, "pbe", options=tr.options,
+                                  warn=False).gamma)  # compile
+    t0 = time.perf_counter()
+    tr.build_caches(fixed, params, scf=True)
+    first = time.perf_counter() - t0
+    optimizer, _ = loop.make_optimizer(tr.cfg, params, fixed)
+    for k in range(args.refresh_steps):
+        b = batch_at(k, tr.buckets, fixed.batch_size, 0)
+        tr.run_step(fixed, 0, optimizer, b.bucket, b.positions, b.weights)
+    start = dict(tr.state["gammas"])
+    colds, refreshes = [], []
+    for _ in range(max(args.repeat, 1)):
+        cold, cycles_pbe = cold_sum()
+        colds.append(cold)
+        tr.state["gammas"] = dict(start)
+        t0 = time.perf_counter()
+        tr.build_caches(fixed, tr.state["params"], scf=True)
+        refreshes.append(time.perf_counter() - t0)
+    st = tr.refresh_stats
+    cold, steady = min(colds), min(refreshes)
+    print(f"  refresh: first {first:.3g} s, after {args.refresh_steps} steps {steady:.3g} s "
+          f"(cold PBE sum {cold:.3g} s)", file=sys.stderr, flush=True)
+    return {"refresh_frames": len(records), "cold_pbe_sum_s": cold,
+            "cold_pbe_cycles": float(np.mean(cycles_pbe)), "refresh_first_s": first,
+            "refresh_s": steady, "refresh/cold_pbe": steady / cold,
+            "refresh_cycles_mean": st.mean_cycles, "refresh_cycles_max": st.max_cycles,
+            "refresh_fallbacks": st.fallbacks}
+
+
 def bench(n: int, args) -> dict:
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train.frames import load_records
 
     folder = labelled(n, args.frames, args.grid_level, args.data)
@@ -97,6 +156,14 @@ def bench(n: int, args) -> dict:
     params = tr.state["params"]
     e2e_width = args.e2e_batch or width
     e2e_pos, e2e_weights = pos[:e2e_width], weights[:e2e_width]
+    row = {"n": n, "nao": records[0].frame.ints.nao, "batch": width}
+    parts = set(args.parts)
+    if "refresh" in parts:
+        row.update(bench_refresh(tr, records, fixed, params, args))
+        tr.state["params"] = params
+    if not parts & {"scf1", "fixed", "e2e"}:
+        row["peak_rss_gb"] = peak_rss_gb()
+        return row
 
     # one forward SCF of one frame (DeePKS term on), warm start from its PBE density
     r0 = records[0]
@@ -104,10 +171,9 @@ def bench(n: int, args) -> dict:
     fwd1 = lambda: run_scf(r0.frame.ints, "pbe", term=tr.term, params=theta,  # noqa: E731
                            options=tr.options, guess=jnp.asarray(r0.base["dm"]), warn=False).gamma
     c_fwd1, t_fwd1 = timed(fwd1, args.repeat, "scf_1frame")
-
-    # fixed mode: refresh (vmapped SCF + cache), then steps
-    c_ref, t_ref = timed(lambda: tr.build_caches(fixed, params, scf=True)
-                         or tr.data[0].inputs.gamma, 1, "refresh")
+    row.update({"scf_1frame_s": t_fwd1})
+    if "refresh" not in parts:
+        tr.build_caches(fixed, params, scf=True)
     optimizer, _ = loop.make_optimizer(cfg, params, fixed)
     state0 = dict(tr.state)
 
@@ -116,9 +182,20 @@ def bench(n: int, args) -> dict:
         tr.run_step(fixed, 0, optimizer, 0, pos, weights)
         return tr.state["params"]
 
-    c_fix, t_fix = timed(fixed_step, args.repeat, "fixed_step")
+    if "fixed" in parts:
+        c_fix, t_fix = timed(fixed_step, args.repeat, "fixed_step")
+        row.update({"fixed_step_s": t_fix, "fixed_frames_per_s": width / t_fix,
+                    "fixed_step/scf_1frame": t_fix / t_fwd1, "compile_fixed_s": c_fix - t_fix})
+    if "e2e" in parts:
+        row.update(bench_e2e(tr, cfg, scf, params, state0, e2e_pos, e2e_weights, t_fwd1, args))
+    row["peak_rss_gb"] = peak_rss_gb()
+    return row
 
-    # end-to-end: forward half alone (vmapped SCF of the batch from the same warm starts) ...
+
+def bench_e2e(tr, cfg, scf, params, state0, e2e_pos, e2e_weights, t_fwd1, args) -> dict:
+    """The end-to-end step: its forward half (vmapped SCF of the batch from the same warm
+    starts) and the whole step (forward + implicit gradient + update)."""
+    e2e_width = len(e2e_pos)
     setup = tr.predict_setup(scf)
     frames = tr.data[0].frame_stack()
     guesses = jnp.take(tr.state["gammas"][tr.buckets[0].key], jnp.asarray(e2e_pos), axis=0)
@@ -138,7 +215,6 @@ def bench(n: int, args) -> dict:
     c_fw, t_fw = timed(lambda: forward(params, batch, guesses), args.repeat,
                        "e2e_forward")
     cycles = float(np.mean(np.asarray(forward(params, batch, guesses)[1])))
-    # ... and the whole step (forward + implicit gradient + update)
     opt_scf, _ = loop.make_optimizer(cfg, params, scf)
 
     def scf_step():
@@ -149,19 +225,13 @@ def bench(n: int, args) -> dict:
 
     c_e2e, t_e2e = timed(scf_step, args.repeat, "e2e_step")
     matvecs = float(np.mean(np.asarray(scf_step.diag["matvecs"])))
-    return {"n": n, "nao": r0.frame.ints.nao, "batch": width,
-            "scf_1frame_s": t_fwd1,
-            "refresh_s": t_ref, "fixed_step_s": t_fix,
-            "fixed_frames_per_s": width / t_fix,
-            "fixed_step/scf_1frame": t_fix / t_fwd1,
-            "e2e_batch": e2e_width,
+    return {"e2e_batch": e2e_width,
             "e2e_forward_s": t_fw, "e2e_step_s": t_e2e,
             "e2e_backward_s": t_e2e - t_fw,
             "e2e_frames_per_s": e2e_width / t_e2e,
             "e2e_step/frame/scf_1frame": t_e2e / e2e_width / t_fwd1,
             "mean_cycles": cycles, "adjoint_matvecs": matvecs,
-            "compile_fixed_s": c_fix - t_fix, "compile_e2e_s": c_e2e - t_e2e,
-            "peak_rss_gb": peak_rss_gb()}
+            "compile_e2e_s": c_e2e - t_e2e}
 
 
 def bench_in_subprocess(n: int, argv: list[str], timeout: float) -> dict:
@@ -196,6 +266,11 @@ def main(argv=None) -> int:
     p.add_argument("--adjoint-tol", type=float, default=1e-7,
                    help="relative adjoint tolerance (default: the training default)")
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--parts", nargs="+", default=["refresh", "scf1", "fixed", "e2e"],
+                   choices=["refresh", "scf1", "fixed", "e2e"],
+                   help="what to time (scf1 is implied by fixed and e2e)")
+    p.add_argument("--refresh-steps", type=int, default=10,
+                   help="fixed-mode steps between the two timed refreshes (refresh row)")
     p.add_argument("--data", default="data/train_timing")
     p.add_argument("--timeout", type=float, default=1800.0,
                    help="seconds allowed per size (each size runs in its own process)")

@@ -388,8 +388,6 @@ def compute_integrals(system: System, *, block_size: int | None = None,
     :func:`jaxks.integrals.cell.cell_integrals`.
     """
     if system.lattice is not None:
-        from jaxks.integrals.cell import cell_integrals
-
         return cell_integrals(system, block_size=block_size, ao_cutoff=ao_cutoff,
                               pair_cutoff=pair_cutoff,
                               return_timings=return_timings, omega=omega)
@@ -441,6 +439,74 @@ def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
         pairs=None if keep is None else pair_list(keep, mol.nao),
         n_elec=int(mol.nelectron), nao=int(mol.nao), n_mo=n_mo, block_size=int(block_size))
     del cderi, cderi_sr
+    if return_timings:
+        return ints, IntegralTimings(t1 - t0, t2 - t1, t3 - t2)
+    return ints
+
+
+def cell_integrals(system: System, *, block_size: int | None = None,
+                   ao_cutoff: float | None = AO_CUTOFF, pair_cutoff: float | None = DF_PAIR_CUTOFF,
+                   return_timings: bool = False, omega: float = 0.0, precision: float | None = None):
+    """Every integral the SCF needs for a periodic cell at the Γ point (:mod:`jaxks.integrals.cell`:
+    PySCF pbc, host side, once).
+
+    As :func:`compute_integrals` (same arguments and result, the same DF pair screening of the
+    tensor's columns), for a :class:`System` with a lattice; ``precision`` is the ``Cell``'s
+    (default :data:`jaxks.integrals.cell.CELL_PRECISION`).
+
+    Raises:
+        InputError: ``omega`` > 0 (range-separated hybrids are not implemented for cells),
+            ``ao_cutoff`` None (a cell needs the AO screen), or the system cannot be built.
+    """
+    from jaxks.integrals import cell as pbc
+
+    cell = pbc.make_cell(system, precision=pbc.CELL_PRECISION if precision is None else precision)
+    return integrals_from_cell(cell, system.auxbasis, system.grid_level, block_size=block_size,
+                               ao_cutoff=ao_cutoff, pair_cutoff=pair_cutoff,
+                               return_timings=return_timings, omega=omega)
+
+
+def integrals_from_cell(cell, auxbasis, grid_level: int, *, grids=None,
+                        block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
+                        pair_cutoff: float | None = DF_PAIR_CUTOFF, return_timings: bool = False,
+                        omega: float = 0.0):
+    """As :func:`cell_integrals`, from a PySCF ``pbc.gto.Cell`` (optionally with ready-made
+    ``grids``, e.g. a ``BeckeGrids`` object). The basis holds the AO shells of the atoms'
+    periodic images, ``screen`` (always set) their fold plan, ``lattice`` the lattice vectors."""
+    from jaxks.integrals import cell as pbc
+
+    pbc.check_cell(cell, omega, ao_cutoff)
+    t0 = time.perf_counter()
+    S, T, V, e_nuc = pbc.one_electron(cell)
+    t1 = time.perf_counter()
+    b = pbc.gdf_tensor(cell, auxbasis)
+    keep = None
+    if pair_cutoff is not None:  # as df_tensor's screening, on PySCF's whitened columns
+        keep = np.sqrt(np.einsum("pk,pk->k", b, b)) >= pair_cutoff
+        b = b[:, keep] if not keep.all() else b
+        keep = None if keep.all() else keep
+    cderi = _aligned_empty(b.shape)
+    cderi[...] = b
+    del b
+    t2 = time.perf_counter()
+    if grids is None:
+        grids = pbc.make_cell_grids(cell, grid_level)
+    coords, weights, n_grid, block_size = padded_grid(grids, cell, block_size, screened=True)
+    bd = pbc.image_basis(cell, coords[:n_grid], ao_cutoff)
+    screen = pbc.fold_plan(bd, screen_blocks(bd, coords, block_size, n_real=n_grid,
+                                             cutoff=ao_cutoff))
+    guess = pbc.minao_guess(cell)
+    t3 = time.perf_counter()
+    n_mo = n_independent(S)
+    if n_mo < cell.nelectron // 2:
+        raise InputError("the basis is too linearly dependent for the number of electrons")
+    host = dict(S=S, T=T, V=V, e_nuc=e_nuc, grid_coords=coords, grid_weights=weights,
+                atom_coords=cell.atom_coords(), atom_charges=cell.atom_charges().astype(np.float64),
+                guess=guess, lattice=np.asarray(cell.lattice_vectors()))
+    ints = Integrals(
+        **to_device(host), cderi=_to_device(cderi), basis=bd, screen=screen,
+        pairs=None if keep is None else pair_list(keep, cell.nao),
+        n_elec=int(cell.nelectron), nao=int(cell.nao), n_mo=n_mo, block_size=int(block_size))
     if return_timings:
         return ints, IntegralTimings(t1 - t0, t2 - t1, t3 - t2)
     return ints

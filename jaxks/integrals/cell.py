@@ -1,5 +1,7 @@
-"""Integrals of a periodic cell at the Γ point, from ``pyscf.pbc``: the same :class:`Integrals`
-pytree the molecular SCF consumes, so :func:`jaxks.scf.run_scf` runs a periodic cell unchanged.
+"""Integrals of a periodic cell at the Γ point, from ``pyscf.pbc``: the pieces of the same
+:class:`jaxks.integrals.Integrals` pytree the molecular SCF consumes (assembled by
+:func:`jaxks.integrals.integrals_from_cell`), so :func:`jaxks.scf.run_scf` runs a periodic cell
+unchanged.
 
 Every ``pyscf.pbc`` call of jaxks lives here. At the Γ point (k = 0) every Bloch sum is real,
 the periodic AO is the lattice sum of a Gaussian over the translations T = n·A of the cell,
@@ -41,18 +43,11 @@ reference calculation in the tests uses the same ``Cell`` (:func:`make_cell`).
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 
-from jaxks.basis import (AO_CUTOFF, AOScreen, BasisData, basis_data, screen_blocks,
-                         shell_extents)
-from jaxks.integrals import (DF_PAIR_CUTOFF, Integrals, IntegralTimings, _aligned_empty,
-                             _to_device, padded_grid)
-from jaxks.linalg import n_independent
-from jaxks.pairs import pair_list
+from jaxks.basis import AO_CUTOFF, AOScreen, BasisData, basis_data, shell_extents
 from jaxks.system import InputError, System
-from jaxks.transfer import to_device
 
 #: ``cell.precision`` of the cells jaxks builds: PySCF truncates its lattice sums (integrals,
 #: AO values, grids) where terms fall below it. PySCF's default, 1e-8, moves the energy of a
@@ -220,32 +215,10 @@ def fold_plan(bd: BasisData, screen: AOScreen) -> AOScreen:
     return dataclasses.replace(screen, bins=tuple(bins))
 
 
-def cell_integrals(system: System, *, block_size: int | None = None,
-                   ao_cutoff: float | None = AO_CUTOFF, pair_cutoff: float | None = DF_PAIR_CUTOFF,
-                   return_timings: bool = False, omega: float = 0.0,
-                   precision: float = CELL_PRECISION):
-    """Every integral the SCF needs for a periodic cell at Γ (PySCF, host side, once).
-
-    As :func:`jaxks.integrals.compute_integrals` (same arguments and result, the same DF pair
-    screening of PySCF's tensor's columns), for a :class:`System` with a lattice.
-
-    Raises:
-        InputError: ``omega`` > 0 (range-separated hybrids are not implemented for cells),
-            ``ao_cutoff`` None (a cell needs the AO screen), or the system cannot be built.
-    """
-    cell = make_cell(system, precision=precision)
-    return integrals_from_cell(cell, system.auxbasis, system.grid_level, block_size=block_size,
-                               ao_cutoff=ao_cutoff, pair_cutoff=pair_cutoff,
-                               return_timings=return_timings, omega=omega)
-
-
-def integrals_from_cell(cell, auxbasis, grid_level: int, *, grids=None,
-                        block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
-                        pair_cutoff: float | None = DF_PAIR_CUTOFF, return_timings: bool = False,
-                        omega: float = 0.0):
-    """As :func:`cell_integrals`, from a PySCF ``pbc.gto.Cell`` (optionally with ready-made
-    ``grids``, e.g. a ``BeckeGrids`` object)."""
-
+def check_cell(cell, omega: float = 0.0, ao_cutoff: float | None = AO_CUTOFF) -> None:
+    """Raise :class:`InputError` for what the Γ-point cell integrals do not cover: ``omega`` > 0
+    (range-separated hybrids), no AO screen (it sums the images of each AO), Cartesian AOs,
+    open shells, low-dimensional cells, pseudopotentials."""
     if omega:
         raise InputError("range-separated hybrids (HSE06) are not implemented for periodic "
                          "cells yet; use a semilocal functional (pbe, lda)")
@@ -258,51 +231,33 @@ def integrals_from_cell(cell, auxbasis, grid_level: int, *, grids=None,
         raise InputError(f"open-shell systems are not supported yet: {cell.nelectron} electrons")
     if cell.dimension != 3 or cell.pseudo or len(cell._ecpbas):
         raise InputError("only all-electron cells periodic in three dimensions are supported")
-    from pyscf.pbc import dft as pbcdft
 
-    t0 = time.perf_counter()
-    S = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1))
-    T = np.asarray(cell.pbc_intor("int1e_kin", hermi=1))
+
+def one_electron(cell):
+    """Γ-point S, T, V [nao, nao] and E_nuc (Hartree): lattice-summed overlap and kinetic
+    matrices, the crystal's nuclear attraction without its G = 0 term (GDF ``get_nuc``), and
+    the Ewald energy of the nuclei per cell (``cell.energy_nuc()``)."""
     from pyscf.pbc import df as pbcdf
 
+    S = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1))
+    T = np.asarray(cell.pbc_intor("int1e_kin", hermi=1))
     V = _real(pbcdf.GDF(cell, kpts=np.zeros((1, 3))).get_nuc(np.zeros(3)), "nuclear attraction")
-    e_nuc = float(cell.energy_nuc())
-    t1 = time.perf_counter()
-    b = gdf_tensor(cell, auxbasis)
-    keep = None
-    if pair_cutoff is not None:
-        keep = np.sqrt(np.einsum("pk,pk->k", b, b)) >= pair_cutoff
-        b = b[:, keep] if not keep.all() else b
-        keep = None if keep.all() else keep
-    cderi = _aligned_empty(b.shape)
-    cderi[...] = b
-    del b
-    t2 = time.perf_counter()
-    if grids is None:
-        grids = make_cell_grids(cell, grid_level)
-    coords, weights, n_grid, block_size = padded_grid(grids, cell, block_size, screened=True)
-    lattice = np.asarray(cell.lattice_vectors())
+    return S, T, V, float(cell.energy_nuc())
+
+
+def image_basis(cell, points: np.ndarray, cutoff: float = AO_CUTOFF) -> BasisData:
+    """The cell's AO basis with every periodic image that reaches ``points`` [n, 3] (Bohr)
+    within ``cutoff`` (:func:`image_shifts`, :func:`periodic_basis`)."""
     cell_bd = basis_data(cell)
-    parents, shifts = image_shifts(cell_bd, lattice, coords[:n_grid], ao_cutoff)
-    bd = periodic_basis(cell_bd, parents, shifts)
-    screen = fold_plan(bd, screen_blocks(bd, coords, block_size, n_real=n_grid,
-                                         cutoff=ao_cutoff))
-    mf = pbcdft.RKS(cell)
-    guess = _real(mf.get_init_guess(cell, "minao"), "initial guess")
-    t3 = time.perf_counter()
-    n_mo = n_independent(S)
-    if n_mo < cell.nelectron // 2:
-        raise InputError("the basis is too linearly dependent for the number of electrons")
-    host = dict(S=S, T=T, V=V, e_nuc=e_nuc, grid_coords=coords, grid_weights=weights,
-                atom_coords=cell.atom_coords(), atom_charges=cell.atom_charges().astype(np.float64),
-                guess=guess, lattice=lattice)
-    ints = Integrals(
-        **to_device(host), cderi=_to_device(cderi), basis=bd, screen=screen,
-        pairs=None if keep is None else pair_list(keep, cell.nao),
-        n_elec=int(cell.nelectron), nao=int(cell.nao), n_mo=n_mo, block_size=int(block_size))
-    if return_timings:
-        return ints, IntegralTimings(t1 - t0, t2 - t1, t3 - t2)
-    return ints
+    parents, shifts = image_shifts(cell_bd, np.asarray(cell.lattice_vectors()), points, cutoff)
+    return periodic_basis(cell_bd, parents, shifts)
+
+
+def minao_guess(cell) -> np.ndarray:
+    """PySCF's MINAO initial density matrix of the cell at Γ [nao, nao]."""
+    from pyscf.pbc import dft as pbcdft
+
+    return _real(pbcdft.RKS(cell).get_init_guess(cell, "minao"), "initial guess")
 
 
 def _real(x, what: str) -> np.ndarray:

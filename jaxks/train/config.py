@@ -20,6 +20,7 @@ import dataclasses
 import os
 from typing import Any
 
+from jaxks.deepks.descriptors import DESCRIPTOR_KINDS
 from jaxks.system import InputError
 from jaxks.train.losses import LossWeights
 
@@ -44,7 +45,8 @@ class ModelSection:
     """The DeePKS network (method.md §3 defaults)."""
 
     hidden: tuple[int, ...] = (100, 100, 100)
-    embedding: str = "none"        # "none" or "thermal"
+    embedding: str = "none"        # "none" or "thermal" (thermal needs descriptor = "eig")
+    descriptor: str = "schatten"   # "schatten" (smooth through eigenvalue crossings) or "eig"
     element_constants: bool = True
     prefit: bool = True
     ridge_alpha: float = 10.0
@@ -93,6 +95,8 @@ class TrainSection:
     batch_size: int = 4            # frames per step
     seed: int = 0
     refresh_every: int = 10        # fixed mode: steps between SCF refreshes of the frozen Γ
+    refresh_cycles: int = 30       # cycles a warm-started refresh SCF may take before its frame
+                                   # is run again alone from MINAO (0: scf.max_cycles)
     scf_frames_per_vmap: int = 0   # end-to-end mode: frames vmapped together (0: whole batch)
     checkpoint_every: int = 10
     log_every: int = 1
@@ -170,6 +174,12 @@ class TrainConfig:
         if self.model.embedding not in ("none", "thermal"):
             raise InputError(f"model.embedding must be 'none' or 'thermal', got "
                              f"{self.model.embedding!r}")
+        if self.model.descriptor not in DESCRIPTOR_KINDS:
+            raise InputError(f"model.descriptor must be one of {DESCRIPTOR_KINDS}, got "
+                             f"{self.model.descriptor!r}")
+        if self.model.embedding == "thermal" and self.model.descriptor != "eig":
+            raise InputError("model.embedding = 'thermal' works on eigenvalues: set "
+                             "model.descriptor = 'eig' with it")
         if self.train.steps < 0 or self.train.batch_size < 1:
             raise InputError("train.steps must be >= 0 and train.batch_size >= 1")
         checks = [
@@ -185,6 +195,8 @@ class TrainConfig:
             (self.optim.end_learning_rate >= 0, "optim.end_learning_rate must be >= 0"),
             (self.optim.clip_norm > 0, "optim.clip_norm must be > 0"),
             (self.scf.max_cycles >= 1, "scf.max_cycles must be >= 1"),
+            (self.train.refresh_cycles >= 0, "train.refresh_cycles must be >= 0 "
+             "(0: scf.max_cycles)"),
             (min(self.scf.e_tol, self.scf.comm_tol, self.scf.adjoint_tol) > 0,
              "scf.e_tol, scf.comm_tol and scf.adjoint_tol must be > 0 (Hartree)"),
             (self.scf.level_shift >= 0, "scf.level_shift must be >= 0 (Hartree)"),

@@ -5,9 +5,11 @@ same data; they differ only in the density Γ at which the prediction is made
 (:mod:`jaxks.train.predict`):
 
 * ``mode = "fixed"`` — the published DeePKS-L iteration: every ``refresh_every`` steps a
-  DeePKS-SCF with θ frozen (vmapped over each bucket) gives Γ, and everything that does not depend
-  on θ is cached (base Fock matrix, energy and forces at Γ); a step is then a network evaluation,
-  one generalized eigensolve and the losses per frame — no grid or Coulomb work.
+  DeePKS-SCF with θ frozen (:func:`refresh_densities`: one jitted call vmapped over each
+  bucket, warm-started from each frame's last density, MINAO fallback for frames that fail)
+  gives Γ, and everything that does not depend on θ is cached (base Fock matrix and energy from
+  the refresh's last Fock build, base forces only with a force term); a step is then a network
+  evaluation, one generalized eigensolve and the losses per frame — no grid or Coulomb work.
 * ``mode = "scf"`` — every step runs the jit-compiled SCF of every frame of the batch (vmapped,
   each frame warm-started from its last density) and differentiates through the fixed point
   implicitly: loss and gradient are those of the *self-consistent* prediction.
@@ -46,16 +48,17 @@ from jaxks.deepks.correction import DeePKSParams, DeePKSTerm
 from jaxks.deepks.descriptors import descriptors_from_overlaps
 from jaxks.deepks.io import DeePKSModel, save_model
 from jaxks.deepks.model import ModelConfig, fit_model, freeze_non_trainable, init_model
-from jaxks.deepks.projectors import ProjectorBasis, default_basis
-from jaxks.implicit import AdjointOptions, scf_density
-from jaxks.scf import SCFOptions
+from jaxks.integrals.projectors import ProjectorBasis, default_basis
+from jaxks.implicit import AdjointOptions
+from jaxks.scf import SCFOptions, _scf_loop
 from jaxks.system import InputError
 from jaxks.train.buckets import Bucket, batch_at, make_buckets, padded_batch_size, stack
 from jaxks.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from jaxks.train.config import ResolvedStage, TrainConfig, save_config
 from jaxks.train.frames import FrameRecord
 from jaxks.train.predict import PredictSetup, fixed_cache
-from jaxks.train.step import TRACE_COUNT, LossSetup, frame_mesh, make_train_step
+from jaxks.train.step import (TRACE_COUNT, LossSetup, frame_mesh, make_train_step,
+                              safe_frames_per_vmap)
 from jaxks.xc import get_xc
 
 LOG_NAME = "log.jsonl"
@@ -83,11 +86,12 @@ def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
     config = ModelConfig(shell_sections=sections, hidden=cfg.model.hidden,
                          embedding=None if cfg.model.embedding == "none" else "thermal",
                          elements=elements if cfg.model.element_constants else (),
-                         output_scale=cfg.model.output_scale)
+                         output_scale=cfg.model.output_scale, descriptor=cfg.model.descriptor)
     params = init_model(config, jax.random.PRNGKey(cfg.model.seed))
     shells = basis.shell_structure
     descs = [np.asarray(descriptors_from_overlaps(jnp.asarray(r.base["dm"]), r.frame.overlaps,
-                                                  shells))[None] for r in records]
+                                                  shells, config.descriptor))[None]
+             for r in records]
     energies = [np.array([float(r.frame.target["energy"]) - float(r.base["energy"])])
                 for r in records]
     params = fit_model(config, params, descs, energies, [r.system.symbols for r in records],
@@ -107,6 +111,131 @@ def make_optimizer(cfg: TrainConfig, params, stage: ResolvedStage | None = None)
                                        end_value=min(o.end_learning_rate, stage.learning_rate))
     opt = optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.adam(schedule))
     return freeze_non_trainable(opt, params), schedule
+
+
+# ----------------------------------------------------------------------------- refresh
+@dataclasses.dataclass
+class RefreshStats:
+    """Counts of a density refresh (added over buckets).
+
+    Attributes:
+        frames: frames refreshed.
+        fallbacks: frames whose warm-started SCF did not converge, run again from MINAO.
+        unconverged: frames whose MINAO run did not converge either (they keep their Γ).
+        cycles: SCF cycles of all frames (a fallback's both runs counted).
+        max_cycles: most cycles of one frame's warm-started run (the vmapped loop runs that
+            many cycles for the whole bucket).
+        seconds: wall time.
+    """
+
+    frames: int = 0
+    fallbacks: int = 0
+    unconverged: int = 0
+    cycles: int = 0
+    max_cycles: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: "RefreshStats") -> "RefreshStats":
+        return RefreshStats(self.frames + other.frames, self.fallbacks + other.fallbacks,
+                            self.unconverged + other.unconverged, self.cycles + other.cycles,
+                            max(self.max_cycles, other.max_cycles),
+                            self.seconds + other.seconds)
+
+    @property
+    def mean_cycles(self) -> float:
+        return self.cycles / max(self.frames, 1)
+
+
+def _refresh_scf_fn(term, xc, options: SCFOptions, sequential: bool = False):
+    """jit(vmap) of the DeePKS-SCF with θ frozen: (params, frames [n], guesses [n, nao, nao])
+    -> (Γ, F_base [n, nao, nao], E_base [n], converged [n], cycles [n]); with ``sequential``
+    the frames run one after the other inside the one call (``lax.map``), each loop stopping
+    at its own convergence.
+
+    F_base[Γ] = F[Γ] − ∂E_δ/∂Γ and E_base = E − E_δ come from the loop's last Fock build (at
+    the returned Γ), so the fixed-density cache needs no second Fock build and no second
+    compilation of the grid code. One compilation per shape and settings."""
+    key = ("refresh_scf", term, xc, options, sequential)
+    if key not in _COMPILED:
+        def one(params, frame, guess):
+            theta = DeePKSParams(model=params, overlaps=frame.overlaps,
+                                 element_onehot=frame.onehot)
+            s = _scf_loop(frame.ints, theta, guess, xc, term, options)
+            v_delta = jax.grad(term)(s["gamma"], theta)
+            fock_base = s["fock"] - 0.5 * (v_delta + v_delta.T)
+            energy_base = s["parts"].total - s["parts"].term
+            return s["gamma"], fock_base, energy_base, s["converged"], s["cycle"]
+
+        if sequential:
+            def run(params, frames, guesses):
+                return jax.lax.map(lambda x: one(params, *x), (frames, guesses))
+        else:
+            run = jax.vmap(one, in_axes=(None, 0, 0))
+        _COMPILED[key] = jax.jit(run)
+    return _COMPILED[key]
+
+
+def sequential_refresh_default() -> bool:
+    """Whether a refresh runs the frames of a bucket one after the other (inside its one call)
+    rather than ``vmap``ped: on a CPU. There a Fock build is compute-bound (grid work), so a
+    vmapped cycle costs as much per frame as a single-frame one (measured, (H2O)1, 2-core Xeon)
+    while the vmapped loop runs every frame for as many cycles as the slowest needs; on a GPU
+    the batch fills the device."""
+    return jax.default_backend() == "cpu"
+
+
+def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
+                      warm_cycles: int = 0, sequential: bool | None = None):
+    """Self-consistent densities Γ*(θ) of the stacked frames of one composition, θ frozen.
+
+    The DeePKS-SCF F[Γ] = F_base[Γ] + ∂E_δ(Γ, θ)/∂Γ of every frame runs in one jitted,
+    vmapped call (``sequential``: the frames one after the other inside that call; default
+    :func:`sequential_refresh_default`), each frame started from its ``guesses`` entry (its
+    last density). A vmapped loop runs until its slowest frame stops, so this first pass is
+    capped at ``warm_cycles`` cycles (0: ``options.max_cycles``): one frame that does not
+    converge would otherwise hold the whole bucket for the full cap. Each frame that fails is run again alone from its
+    MINAO guess (``frame.ints.guess``) with ``options.max_cycles`` (counted as a fallback); a
+    frame that fails both keeps its guess (counted as unconverged).
+
+    Args:
+        params: model parameters θ (the network; frozen here).
+        frames: :class:`jaxks.train.frames.Frame` stack [n] (``ints``, ``overlaps``,
+            ``onehot`` are used).
+        guesses: warm starts [n, nao, nao] (electrons).
+        term, xc, options: the DeePKS energy term, base functional and SCF settings.
+    Returns:
+        (Γ [n, nao, nao], base, :class:`RefreshStats`) with base = (F_base [n, nao, nao],
+        E_base [n]) at Γ (Hartree), or None when a frame kept its guess (its F_base is then
+        not at Γ: the caller builds it).
+    """
+    t0 = time.perf_counter()
+    warm = options
+    if warm_cycles and warm_cycles < options.max_cycles:
+        warm = dataclasses.replace(options, max_cycles=warm_cycles)
+    if sequential is None:
+        sequential = sequential_refresh_default()
+    gamma, fock, energy, ok, cycles = _refresh_scf_fn(term, xc, warm, sequential)(
+        params, frames, guesses)
+    ok, cycles = np.array(ok), np.array(cycles)
+    stats = RefreshStats(frames=len(ok), max_cycles=int(cycles.max(initial=0)))
+    failed = np.flatnonzero(~ok)
+    if len(failed):
+        single = _refresh_scf_fn(term, xc, options)
+        for i in failed:
+            frame = jax.tree_util.tree_map(lambda x: x[i:i + 1], frames)
+            g1, f1, e1, ok1, c1 = single(params, frame, frame.ints.guess)
+            cycles[i] += int(c1[0])
+            if bool(ok1[0]):
+                ok[i] = True
+                gamma, fock, energy = (gamma.at[i].set(g1[0]), fock.at[i].set(f1[0]),
+                                       energy.at[i].set(e1[0]))
+    stats.fallbacks, stats.unconverged = len(failed), int(np.sum(~ok))
+    stats.cycles = int(cycles.sum())
+    base = (fock, energy)
+    if stats.unconverged:
+        gamma, base = jnp.where(jnp.asarray(ok)[:, None, None], gamma, guesses), None
+    stats.seconds = time.perf_counter() - t0
+    return gamma, base, stats
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -175,14 +304,18 @@ class Trainer:
                   for b in self.buckets}
         self.state = dict(step=0, params=params, opt_state=opt.init(params), gammas=gammas)
         self.state = self.place(self.state)
+        self.refresh_stats = RefreshStats()
+        self.notes: set = set()  # guard notes already written to the stream
 
-    def place(self, tree):
-        """Commit arrays to the device(s) (replicated over a mesh): a jitted step's outputs are
-        committed, and jit compiles again when committed-ness of its arguments changes."""
+    def place(self, tree, sharded: bool = False):
+        """Commit arrays to the device(s) (replicated over a mesh, or with ``sharded`` their
+        leading axis split over it): a jitted step's outputs are committed, and jit compiles
+        again when committed-ness of its arguments changes."""
         if self.mesh is None:
             where = jax.local_devices()[0]
         else:
-            where = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+            spec = jax.sharding.PartitionSpec(*(("frames",) if sharded else ()))
+            where = jax.sharding.NamedSharding(self.mesh, spec)
         return jax.tree_util.tree_map(
             lambda x: jax.device_put(x, where) if isinstance(x, (jax.Array, np.ndarray)) else x,
             tree)
@@ -193,59 +326,88 @@ class Trainer:
                             options=self.options, adjoint=self.adjoint)
 
     def loss_setup(self, stage: ResolvedStage, bucket: Bucket) -> LossSetup:
+        chunk = 0
+        if stage.mode == "scf":
+            width = padded_batch_size(stage.batch_size, self.n_devices) // self.n_devices
+            chunk, why = safe_frames_per_vmap(self.cfg.train.scf_frames_per_vmap, width,
+                                              self.data[self.buckets.index(bucket)]
+                                              .frames[0].ints.nao, bucket.n_atoms)
+            if why and (bucket.key, chunk) not in self.notes:
+                self.notes.add((bucket.key, chunk))
+                if self.stream is not None:
+                    self.stream.write(f"note ({bucket.key}): {why}\n")
+                    self.stream.flush()
         return LossSetup(predict=self.predict_setup(stage), mode=stage.mode,
                          weights=stage.weights, window=bucket.window, n_atoms=bucket.n_atoms,
-                         n_occ=bucket.n_occ,
-                         frames_per_vmap=(self.cfg.train.scf_frames_per_vmap
-                                          if stage.mode == "scf" else 0))
+                         n_occ=bucket.n_occ, frames_per_vmap=chunk)
 
     def stage_start(self, k: int) -> int:
         return sum(s.steps for s in self.stages[:k])
 
     # ------------------------------------------------------------------ fixed-mode caches
-    def _refresh_fn(self, setup: PredictSetup, scf: bool):
-        key = ("refresh", setup, scf)
-        if key not in _COMPILED:
-            def one(params, frame, guess):
-                if scf:
-                    theta = DeePKSParams(model=params, overlaps=frame.overlaps,
-                                         element_onehot=frame.onehot)
-                    # forward only: no adjoint guess, no probe
-                    gamma, info = scf_density(setup.xc, setup.term, setup.options, self.adjoint,
-                                              False, frame.ints, theta, guess,
-                                              jnp.zeros_like(guess), jnp.zeros((), guess.dtype))
-                    ok = info["converged"]
-                    gamma = jnp.where(ok, gamma, guess)
-                else:
-                    ok, info = jnp.ones((), bool), dict(cycle=jnp.zeros((), jnp.int32))
-                    gamma = guess
-                return fixed_cache(frame, gamma, setup), ok, info["cycle"]
+    def _frames(self, data: "_BucketData", forces: bool, positions=None):
+        """The bucket's frames stacked along a new axis, without targets (and without the force
+        integrals unless ``forces``), at ``positions`` (default: all); placed on the device(s),
+        the frame axis sharded over a mesh when its length allows."""
+        frames = data.frames if positions is None else [data.frames[p] for p in positions]
+        light = [dataclasses.replace(f, target={}, fints=f.fints if forces else None,
+                                     proj_derivs=f.proj_derivs if forces else None)
+                 for f in frames]
+        return self.place(stack(light), sharded=len(light) % self.n_devices == 0)
 
-            _COMPILED[key] = jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+    def _cache_fn(self, setup: PredictSetup, given_fock: bool):
+        """jit(vmap) of :func:`fixed_cache`: (frames, Γ) -> cache, or with ``given_fock``
+        (frames, Γ, F_base, E_base) -> cache (no Fock build)."""
+        key = ("cache", setup, given_fock)
+        if key not in _COMPILED:
+            if given_fock:
+                fn = lambda f, g, fb, eb: fixed_cache(f, g, setup, fb, eb)  # noqa: E731
+            else:
+                fn = lambda f, g: fixed_cache(f, g, setup)  # noqa: E731
+            _COMPILED[key] = jax.jit(jax.vmap(fn))
         return _COMPILED[key]
 
     def build_caches(self, stage: ResolvedStage, params, scf: bool) -> int:
         """(Re)build every bucket's :class:`FixedCache`; with ``scf`` first reconverge Γ with θ
-        frozen (a frame that does not converge keeps its previous Γ). Returns the number of
-        frames whose SCF did not converge."""
+        frozen (:func:`refresh_densities`: one vmapped call per bucket, warm-started; MINAO
+        fallback for the frames that fail; a frame that fails both keeps its previous Γ).
+        Forces (the costly part of a cache) only when the stage's force weight is > 0.
+        Progress on the trainer's stream; the counts in ``self.refresh_stats``. Returns the
+        number of frames left unconverged."""
         setup = self.predict_setup(stage)
-        fn = self._refresh_fn(setup, scf)
         width = padded_batch_size(stage.batch_size, self.n_devices)
-        failed = 0
-        for bucket, data in zip(self.buckets, self.data):
-            gammas = self.state["gammas"][bucket.key]
-            parts, oks = [], []
-            for real, pos in _chunks(bucket, width):
-                frames = self.place(stack([dataclasses.replace(data.frames[p], target={})
-                                           for p in pos]))
-                cache, ok, _ = fn(params, frames, gammas[pos])
-                parts.append(jax.tree_util.tree_map(lambda x: x[:len(real)], cache))
-                oks.append(np.asarray(ok)[:len(real)])
-            data.inputs = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-            ok = np.concatenate(oks)
-            failed += int(np.sum(~ok))
+        stats = RefreshStats()
+        t0 = time.perf_counter()
+        for k, (bucket, data) in enumerate(zip(self.buckets, self.data)):
+            gammas, base = self.state["gammas"][bucket.key], None
+            if scf:
+                gammas, base, st = refresh_densities(
+                    params, self._frames(data, False), gammas, self.term, self.xc,
+                    self.options, warm_cycles=self.cfg.train.refresh_cycles)
+                stats = stats + st
+                if self.stream is not None:
+                    self.stream.write(
+                        f"refresh {k + 1}/{len(self.buckets)} {bucket.key}: {st.frames} frames "
+                        f"in {st.seconds:.1f} s, cycles mean {st.mean_cycles:.1f} max "
+                        f"{st.max_cycles}, MINAO fallbacks {st.fallbacks}, unconverged "
+                        f"{st.unconverged}\n")
+                    self.stream.flush()
+            extra = () if base is None else base
+            fn = self._cache_fn(setup, base is not None)
+            if setup.with_forces:
+                # the force terms hold 3·naux·nao² integrals per frame: batch-wide chunks
+                parts = []
+                for real, pos in _chunks(bucket, width):
+                    cache = fn(self._frames(data, True, pos), gammas[pos],
+                               *(x[pos] for x in extra))
+                    parts.append(jax.tree_util.tree_map(lambda x: x[:len(real)], cache))
+                data.inputs = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+            else:
+                data.inputs = fn(self._frames(data, False), gammas, *extra)
             self.state["gammas"][bucket.key] = data.inputs.gamma
-        return failed
+        stats.seconds = time.perf_counter() - t0
+        self.refresh_stats = stats
+        return stats.unconverged
 
     # ------------------------------------------------------------------ steps
     def step_fn(self, stage: ResolvedStage, b: int, optimizer):
@@ -356,22 +518,23 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
         skip_refresh = False
         if step == 0:
             # every loss term of the initial model (prefit and element constants included)
-            failed = (tr.build_caches(stage, tr.state["params"], scf=True)
-                      if stage.mode == "fixed" else 0)
+            tr.refresh_stats = RefreshStats()
+            if stage.mode == "fixed":
+                tr.build_caches(stage, tr.state["params"], scf=True)
             skip_refresh = stage.mode == "fixed"  # just refreshed
             record = tr.evaluate_all(stage, k, optimizer)
             log(dict(step=0, stage=1, mode=stage.mode, devices=tr.n_devices,
-                     refresh_unconverged=failed,
+                     **_refresh_fields(tr.refresh_stats),
                      wall_s=time.perf_counter() - t0, **record))
             _progress(0, total, t0, "initial model: " + ", ".join(
                 f"{key[5:]} {v:.3e}" for key, v in record.items() if key.startswith("loss_")),
                 tr.stream)
         while step < start + stage.steps:
             local = step - start
-            refresh_failed = 0
+            tr.refresh_stats = RefreshStats()
             if (stage.mode == "fixed" and local % max(stage.refresh_every, 1) == 0
                     and not skip_refresh):
-                refresh_failed = tr.build_caches(stage, tr.state["params"], scf=True)
+                tr.build_caches(stage, tr.state["params"], scf=True)
             skip_refresh = False
             batch = batch_at(local, tr.buckets, stage.batch_size, cfg.train.seed, k,
                              tr.n_devices)
@@ -384,7 +547,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
             cycles, matvecs = rec.pop("cycles"), rec.pop("adjoint_matvecs")
             record = dict(step=step, stage=k + 1, mode=stage.mode, lr=float(schedule(local)),
                           bucket=bucket.key, frames=rec.pop("frames"),
-                          skipped=rec.pop("skipped"), refresh_unconverged=refresh_failed,
+                          skipped=rec.pop("skipped"), **_refresh_fields(tr.refresh_stats),
                           mean_cycles=cycles if stage.mode == "scf" else None,
                           adjoint_matvecs=matvecs if stage.mode == "scf" else None,
                           compilations=TRACE_COUNT["train_step"] - traces0,
@@ -409,6 +572,12 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
                                       settings=training_settings(cfg.data.train)))
     save_model(os.path.join(out, MODEL_NAME), model)
     return TrainResult(model=model, steps=step, out=out, wall_s=time.perf_counter() - t0)
+
+
+def _refresh_fields(stats: RefreshStats) -> dict:
+    """Log fields of the density refresh before a step (zeros when there was none)."""
+    return dict(refresh_unconverged=stats.unconverged, refresh_fallbacks=stats.fallbacks,
+                refresh_s=round(stats.seconds, 3))
 
 
 def training_settings(folders: Sequence[str]) -> dict:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from jaxks import linalg
 from jaxks.deepks.correction import DeePKSParams, DeePKSTerm, deepks_forces
-from jaxks.deepks.projectors import ProjectorDerivs
+from jaxks.integrals.projectors import ProjectorDerivs
 from jaxks.forces import energy_gradient
 from jaxks.forces import forces as base_forces
 from jaxks.implicit import AdjointOptions, solve
@@ -98,13 +98,20 @@ def _theta(model_params, overlaps, onehot) -> DeePKSParams:
     return DeePKSParams(model=model_params, overlaps=overlaps, element_onehot=onehot)
 
 
-def fixed_cache(frame, gamma, setup: PredictSetup) -> FixedCache:
+def fixed_cache(frame, gamma, setup: PredictSetup, fock_base=None,
+                energy_base=None) -> FixedCache:
     """Build the :class:`FixedCache` of ``frame`` (a :class:`jaxks.train.frames.Frame`) at the
     frozen density ``gamma`` [nao, nao]: one base Fock build and, with forces, one base force
-    evaluation (jittable; ``frame.fints`` must be present when ``setup.with_forces``)."""
+    evaluation (jittable; ``frame.fints`` must be present when ``setup.with_forces``).
+    ``fock_base`` [nao, nao] and ``energy_base`` [] (Hartree), when given, are F_base[Γ] and
+    E_base[Γ] already known (e.g. from the SCF that made Γ): no Fock build then."""
     ints = frame.ints
     gamma = _sym(gamma)
-    fock, parts = fock_matrix(gamma, ints, setup.xc, None, None)
+    if fock_base is None:
+        fock, parts = fock_matrix(gamma, ints, setup.xc, None, None)
+        energy_base = parts.total
+    else:
+        fock = fock_base
     nao = ints.nao
     if setup.with_forces:
         forces = -energy_gradient(gamma, fock, ints, frame.fints, setup.xc)
@@ -114,7 +121,7 @@ def fixed_cache(frame, gamma, setup: PredictSetup) -> FixedCache:
         forces = jnp.zeros((frame.n_atoms, 3), gamma.dtype)
         ipovlp = jnp.zeros((3, 0, 0), gamma.dtype)
         ao_atom = jnp.zeros((nao, frame.n_atoms), gamma.dtype)
-    return FixedCache(gamma=gamma, fock_base=fock, energy_base=parts.total, forces_base=forces,
+    return FixedCache(gamma=gamma, fock_base=fock, energy_base=energy_base, forces_base=forces,
                       x=orthogonalizer(ints.S, ints.n_mo), ipovlp=ipovlp, ao_atom=ao_atom,
                       overlaps=frame.overlaps, onehot=frame.onehot,
                       proj_derivs=frame.proj_derivs if setup.with_forces else None)

@@ -55,6 +55,54 @@ class LossSetup:
     frames_per_vmap: int = 0
 
 
+#: jaxlib releases whose CPU LAPACK kernels split a batched call over the intra-op thread pool
+#: and block a pool worker until the pieces are done (``jax::ParallelBatchMap``, added to jaxlib
+#: in April 2026, made serial again upstream in July 2026 after jax 0.11.0): when every pool
+#: worker runs such a call at once, the pieces they queued have no thread left and the program
+#: never returns (reproduced by ``benchmarks/jax_lapack_hang.py``).
+PARALLEL_LAPACK_JAXLIB = ((0, 10, 0), (0, 11, 0))
+#: A batched LAPACK call below this work (FLOP, jaxlib's estimate) runs inline, not split.
+LAPACK_INLINE_WORK = 200_000
+
+
+def lapack_batch_hang_risk() -> str | None:
+    """Why wide batched LAPACK calls may deadlock in this process (CPU backend and a jaxlib in
+    :data:`PARALLEL_LAPACK_JAXLIB`), or None."""
+    import jaxlib
+
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        version = tuple(int(x) for x in jaxlib.__version__.split(".")[:3])
+    except ValueError:
+        return None
+    lo, hi = PARALLEL_LAPACK_JAXLIB
+    if not lo <= version <= hi:
+        return None
+    return (f"jaxlib {jaxlib.__version__} on the CPU splits a batched LAPACK call (eigh) over "
+            "its intra-op thread pool and waits inside a pool thread; several such calls at "
+            "once deadlock the step (README, Known problems)")
+
+
+def safe_frames_per_vmap(requested: int, batch: int, nao: int, n_atoms: int,
+                         n_shells: int = 12) -> tuple[int, str | None]:
+    """Frames of an end-to-end batch to ``vmap`` together: ``requested`` (0: the whole batch),
+    lowered where :func:`lapack_batch_hang_risk` applies until every batched eigh stays below
+    jaxlib's inline threshold (:data:`LAPACK_INLINE_WORK`): the Fock eigh costs ≈ 5 nao³ per
+    frame, the descriptors' d blocks ≈ 5·5³ per atom and shell. Returns (frames, reason or
+    None when unchanged)."""
+    width = requested if 0 < requested < batch else batch
+    risk = lapack_batch_hang_risk()
+    if risk is None:
+        return requested, None
+    per_frame = max(5 * nao ** 3, 5 * 125 * n_shells * n_atoms)
+    safe = max(1, (LAPACK_INLINE_WORK - 1) // per_frame)
+    if width <= safe:
+        return requested, None
+    return safe, (f"{risk}: end-to-end frames vmapped {safe} at a time instead of {width} "
+                  f"(nao {nao}, {n_atoms} atoms)")
+
+
 def frame_loss(params, inputs, target, guess, setup: LossSetup, probe=0.0):
     """Weighted loss of one frame and its diagnostics.
 
@@ -104,7 +152,8 @@ def batch_loss_and_grads(params, inputs, targets, guesses, weights, setup: LossS
     chunk = setup.frames_per_vmap
     if chunk and chunk < weights.shape[0]:
         # frames in sequential chunks of `chunk` vmapped frames (lax.map): bounds memory, and
-        # avoids a jaxlib 0.10 CPU runtime hang of wide vmapped end-to-end steps
+        # keeps frame-batched eigh calls below the size jaxlib 0.10 splits over its thread pool
+        # (safe_frames_per_vmap: a deadlock of wide vmapped end-to-end steps on a CPU)
         def one(x):
             return value_and_grad(params, *x[:3], setup, x[3])
 

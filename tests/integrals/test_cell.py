@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from jaxks.integrals import compute_integrals
-from jaxks.integrals.cell import (image_shifts, integrals_from_cell, make_cell, make_cell_grids)
+from jaxks.integrals import compute_integrals, integrals_from_cell
+from jaxks.integrals.cell import image_shifts, make_cell, make_cell_grids
 from jaxks.scf import SCFOptions, coulomb, run_scf
 from jaxks.system import InputError, System
 from jaxks.xc import get_xc

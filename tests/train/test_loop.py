@@ -33,7 +33,7 @@ from jaxks.train.predict import fixed_cache, predict_fixed
 from tests.train.conftest import copy_record, params_equal, train_config
 
 #: Log fields that legitimately differ between an uninterrupted and a resumed run.
-TIMING_FIELDS = ("wall_s", "compilations")
+TIMING_FIELDS = ("wall_s", "compilations", "refresh_s")
 
 
 def loss_setup(cfg, records, mode=None):
@@ -321,6 +321,114 @@ def test_unconverged_frame_is_counted_and_left_out_of_updates(water_records, tmp
     assert not params_equal(one.model.params, params)
 
 
+# --------------------------------------------------------------------------- density refresh
+def test_refresh_equals_per_frame_scf_and_falls_back_to_minao(water_records, tmp_path):
+    """A fixed-mode density refresh (one vmapped DeePKS-SCF of the bucket, each frame from its
+    last density) gives every frame the density of its own ``run_scf`` from the same start (to
+    the SCF tolerance), and the cache reusing the refresh's Fock build equals
+    :func:`fixed_cache` at that density. Frame 1 starts from the core-Hamiltonian density,
+    which needs more cycles than ``train.refresh_cycles`` allows: it is run again from its
+    MINAO guess, counted as a fallback, and gets ``run_scf``'s density from MINAO. With
+    ``scf.max_cycles`` below MINAO's cycles too, it is counted unconverged and keeps its start.
+    """
+    bad = 1
+    records = list(water_records)
+    cfg = train_config(tmp_path / "probe", "fixed")
+    tr = loop.Trainer(cfg, records, "pbe", None)
+    params = perturbed(tr.state["params"], scale=0.05)
+    starts = [jnp.asarray(r.base["dm"]) for r in records]
+    starts[bad] = core_guess(records[bad].frame.ints)
+
+    def reference(i, guess, options):
+        r = records[i]
+        theta = DeePKSParams(model=params, overlaps=r.frame.overlaps,
+                             element_onehot=r.frame.onehot)
+        return run_scf(r.frame.ints, tr.xc, term=tr.term, params=theta, options=options,
+                       guess=guess, warn=False)
+
+    refs = [reference(i, g, tr.options) for i, g in enumerate(starts)]
+    minao = reference(bad, records[bad].frame.ints.guess, tr.options)
+    assert all(bool(r.converged) for r in refs + [minao])
+    good = max(int(r.cycles) for i, r in enumerate(refs) if i != bad)
+    assert int(refs[bad].cycles) > good + 2 and int(minao.cycles) > good + 1, \
+        f"test premise: {[int(r.cycles) for r in refs]}, MINAO {int(minao.cycles)}"
+
+    def refresh(**settings):
+        scf = settings.pop("scf", {})
+        cfg = train_config(tmp_path / "run", "fixed", scf=scf, **settings)
+        tr = loop.Trainer(cfg, records, "pbe", None)
+        key = tr.buckets[0].key
+        tr.state["gammas"][key] = jnp.stack(starts)
+        unconverged = tr.build_caches(tr.stages[0], params, scf=True)
+        assert unconverged == tr.refresh_stats.unconverged
+        return tr, tr.data[0].inputs
+
+    tr, cache = refresh(refresh_cycles=good + 2)
+    assert (tr.refresh_stats.frames, tr.refresh_stats.fallbacks,
+            tr.refresh_stats.unconverged) == (3, 1, 0)
+    setup = tr.predict_setup(tr.stages[0])
+    assert setup.with_forces
+    for i, r in enumerate(records):
+        expected = minao if i == bad else refs[i]
+        np.testing.assert_allclose(np.asarray(cache.gamma[i]), np.asarray(expected.gamma),
+                                   atol=1e-8)
+        direct = _fixed_cache(r.frame, cache.gamma[i], setup=setup)
+        for name in ("fock_base", "energy_base", "forces_base", "x"):
+            np.testing.assert_allclose(np.asarray(getattr(cache, name)[i]),
+                                       np.asarray(getattr(direct, name)), atol=1e-10,
+                                       err_msg=name)
+
+    tr, cache = refresh(refresh_cycles=0, scf=dict(max_cycles=good + 1))
+    assert (tr.refresh_stats.fallbacks, tr.refresh_stats.unconverged) == (1, 1)
+    np.testing.assert_allclose(np.asarray(cache.gamma[bad]), np.asarray(starts[bad]), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(cache.gamma[0]), np.asarray(refs[0].gamma), atol=1e-8)
+    direct = _fixed_cache(records[bad].frame, starts[bad], setup=setup)
+    np.testing.assert_allclose(np.asarray(cache.fock_base[bad]), np.asarray(direct.fock_base),
+                               atol=1e-10)
+
+
+# --------------------------------------------------------------------------- end-to-end batch 8
+BATCH8_SCRIPT = textwrap.dedent("""
+    import dataclasses, sys
+    import jaxks
+    from jaxks.data.labels import LabelSettings
+    from jaxks.integrals.projectors import default_basis
+    from jaxks.train import loop
+    from jaxks.train.config import LossSection
+    from jaxks.train.frames import load_records
+    from jaxks.train.step import lapack_batch_hang_risk
+    from tests.train.conftest import label_builtin, train_config
+
+    folder = label_builtin(sys.argv[1] + "/labels", "water_monomers", 3,
+                           LabelSettings(basis="def2-svp", grid_level=0))
+    records = load_records([folder], default_basis(), ("H", "O"), with_forces=False)
+    cfg = train_config(sys.argv[1] + "/run", "scf", steps=2, batch_size=8)
+    cfg = dataclasses.replace(cfg, loss=LossSection(force=0.0))
+    res = loop.train(cfg, records, stream=sys.stderr)
+    print("steps", res.steps, "risk", lapack_batch_hang_risk() is not None)
+""")
+
+
+def test_batch8_end_to_end_step_completes(tmp_path):
+    """Two end-to-end steps of batch 8 on def2-SVP water monomers (grid 0) finish. Without
+    the guard this is the configuration that deadlocks under jaxlib 0.10.1 on a CPU (nao 24:
+    each frame-batched eigh of 8 frames, ≈ 5·24³·8 = 5.5e5 FLOP, is split over the thread
+    pool; ``benchmarks/jax_lapack_hang.py --n 24 --batch 8`` hangs). With the risk present the
+    trainer says why on its stream and vmaps 2 frames at a time. Run in a subprocess with a
+    time limit, so that a hang fails the test instead of blocking the suite."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", BATCH8_SCRIPT, str(tmp_path)], cwd=root,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1].split()
+    assert last[:2] == ["steps", "2"], proc.stdout
+    if last[3] == "True":
+        assert "end-to-end frames vmapped 2 at a time instead of 8" in proc.stderr
+    log = read_log(tmp_path / "run")
+    assert [line["frames"] for line in log[1:]] == [3, 3]
+
+
 # --------------------------------------------------------------------------- compilations
 def test_one_compilation_per_bucket(water_records, water_dimer_records, tmp_path):
     """Monomers and dimers form two buckets: the fixed-mode run traces its step exactly twice
@@ -342,7 +450,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     import jax
     import jaxks
     from jaxks.data.store import Dataset
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train import loop
     from jaxks.train.frames import load_records
     from tests.train.conftest import train_config
