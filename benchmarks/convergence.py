@@ -67,16 +67,32 @@ def stress_set(sizes, seeds=(0, 1)) -> dict:
     return out
 
 
-def run_one(symbols, coords, method: str, fallback: bool, model) -> dict:
+_INTS: dict = {}
+
+
+def integrals(name, symbols, coords, hybrid: bool):
+    """Integrals of structure ``name`` (with the short-range tensor when ``hybrid``), kept for
+    the next method on the same structure."""
     from jaxks.exchange import sr_omega
     from jaxks.integrals import compute_integrals
-    from jaxks.scf import SCFOptions, run_scf
     from jaxks.system import System
     from jaxks.xc import get_xc
 
-    system = System.from_symbols(symbols, coords, basis=BASIS, grid_level=GRID_LEVEL)
+    key = (name, hybrid)
+    if key not in _INTS:
+        _INTS.clear()
+        system = System.from_symbols(symbols, coords, basis=BASIS, grid_level=GRID_LEVEL)
+        omega = sr_omega(get_xc("hse06")) if hybrid else None
+        _INTS[key] = (system, compute_integrals(system, omega=omega))
+    return _INTS[key]
+
+
+def run_one(name, symbols, coords, method: str, fallback: bool, model) -> dict:
+    from jaxks.scf import SCFOptions, run_scf
+    from jaxks.xc import get_xc
+
+    system, ints = integrals(name, symbols, coords, method == "hse06")
     xc = get_xc("hse06" if method == "hse06" else "pbe")
-    ints = compute_integrals(system, omega=sr_omega(xc))
     term = params = None
     if method == "deepks":
         term, params = model.prepare(system.to_pyscf())
@@ -123,7 +139,7 @@ def main(argv=None) -> int:
     todo = []
     for name, (sym, xyz) in structures.items():
         n_water = len(sym) // 3
-        for method in args.methods:
+        for method in sorted(args.methods, key=("pbe", "deepks", "hse06").index):
             if method == "hse06" and n_water > args.hse_max:
                 continue
             for on in ((True,) if args.no_plain else (True, False)):
@@ -139,7 +155,7 @@ def main(argv=None) -> int:
         sym, xyz = structures[name]
         rec = dict(name=name, natoms=len(sym), method=method, fallback_on=on,
                    model_id=model_id if method == "deepks" else None,
-                   **run_one(sym, xyz, method, on, model))
+                   **run_one(name, sym, xyz, method, on, model))
         done[(name, method, on)] = rec
         with open(state, "a") as f:
             f.write(json.dumps(rec) + "\n")

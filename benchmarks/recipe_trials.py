@@ -61,6 +61,15 @@ TRIALS = {
     "T8-2virt": dict(stages=[("fixed", 2000, {})], n_virtual=2, norm=NORM_EF),
     # refresh every 100 steps instead of 500
     "T9-r100": dict(stages=[("fixed", 2000, {})], refresh=100, norm=NORM_EF),
+    # after T1 (energy/forces learnt, eigenvalues 2x) and T2 (eigenvalues 12-15x, energy and
+    # forces poor): the orbital terms weighed 10-30x more than PBE's relative error
+    "T10-eps10": dict(stages=[("fixed", 2000, {})],
+                      norm=dict(energy=1.0, force=1.0, eigenvalue=10.0, gap=1.0)),
+    "T11-eps10-psi": dict(stages=[("fixed", 2000, {})],
+                          norm=dict(energy=1.0, force=1.0, eigenvalue=10.0, gap=1.0,
+                                    eigenvector=1.0)),
+    "T12-eps30": dict(stages=[("fixed", 2000, {})],
+                      norm=dict(energy=1.0, force=1.0, eigenvalue=30.0, gap=3.0)),
 }
 TERMS = ("energy", "force", "hamiltonian", "eigenvector", "eigenvalue", "gap")
 SHORT = dict(energy="E", force="F", hamiltonian="H", eigenvector="ψ", eigenvalue="ε", gap="gap",

@@ -76,6 +76,19 @@ RUNS = {
     "smooth-1": dict(stages=[("fixed", 4000, {})],
                      norm=dict(energy=1.0, force=1.0, eigenvalue=1.0, gap=0.3)),
 }
+#: Runs that are a recipe trial as it ran (same data, same config: the trial's output folder
+#: can stand in for the run's), name -> (trial name, training sets).
+TRIAL_RUNS = {"interim-T1": ("T1-norm-EF", ("train_w1d", "train_w1", "train_w2d", "train_w2"))}
+
+
+def _spec(name: str) -> tuple[dict, tuple[str, ...] | None]:
+    if name in TRIAL_RUNS:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from recipe_trials import TRIALS
+
+        trial, sets = TRIAL_RUNS[name]
+        return TRIALS[trial], sets
+    return RUNS[name], None
 
 
 def run_config(name: str, train: list[str]) -> str:
@@ -84,7 +97,9 @@ def run_config(name: str, train: list[str]) -> str:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from recipe_trials import base_losses, trial_config
 
-    spec = RUNS[name]
+    spec, sets = _spec(name)
+    if sets is not None:
+        train = [t for t in train if os.path.basename(t) in sets]
     return trial_config(name, spec, train, base_losses(train) if spec.get("norm") else None)
 
 
@@ -272,9 +287,9 @@ def main(argv=None) -> int:
     p.add_argument("--root", default="data/study")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS),
+    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS) + list(TRIAL_RUNS),
                    help="training runs (default: all)")
-    p.add_argument("--ship", default="smooth-1", choices=list(RUNS),
+    p.add_argument("--ship", default="smooth-1", choices=list(RUNS) + list(TRIAL_RUNS),
                    help="the run whose model the ship stage puts into the package")
     args = p.parse_args(argv)
     for s in args.stages:
