@@ -78,7 +78,8 @@ def deepks_model(args):
 
 def random_deepks(seed=0):
     """A random, untrained small DeePKS model (timing only)."""
-    from jaxks.deepks import ModelConfig, default_basis, init_model
+    from jaxks.deepks import ModelConfig, init_model
+    from jaxks.integrals.projectors import default_basis
     from jaxks.deepks.io import DeePKSModel
 
     basis = default_basis()

@@ -138,7 +138,7 @@ def bench_refresh(tr, records, fixed, params, args) -> dict:
 
 
 def bench(n: int, args) -> dict:
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train.frames import load_records
 
     folder = labelled(n, args.frames, args.grid_level, args.data)

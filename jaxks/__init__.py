@@ -81,7 +81,7 @@ _API = {
     "force_integrals": "jaxks.forces:force_integrals",
     "scf_forces": "jaxks.commands.scf:compute_forces",
     # DeePKS models
-    "load_model": "jaxks.deepks.io:load_model",
+    "load_model": "jaxks.models:load_model",
     "save_model": "jaxks.deepks.io:save_model",
     "DeePKSModel": "jaxks.deepks.io:DeePKSModel",
     # data, training, evaluation

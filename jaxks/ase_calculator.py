@@ -57,7 +57,7 @@ class JaxksCalculator(Calculator):
     def __init__(self, *, model=None, options: SCFOptions | None = None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, (str, os.PathLike)):
-            from jaxks.deepks.io import load_model
+            from jaxks.models import load_model
 
             model = load_model(model, base_xc=self.parameters.xc)
         self.model = model

@@ -201,14 +201,16 @@ def scf_density(xc, term, options: SCFOptions, adjoint: AdjointOptions, warm: bo
     rather than from 0.
 
     Returns:
-        (Γ*, info) with info a dict of ``converged``, ``cycle``, ``delta_e``, ``comm``.
+        (Γ*, info) with info a dict of ``converged``, ``cycle``, ``delta_e``, ``comm``,
+        ``rung`` (the fallback rung, :data:`jaxks.scf.FALLBACK_LADDER`).
     """
     s = _scf_loop(ints, params, guess, xc, term, options)
     return s["gamma"], _info(s)
 
 
 def _info(s):
-    return dict(converged=s["converged"], cycle=s["cycle"], delta_e=s["delta_e"], comm=s["comm"])
+    return dict(converged=s["converged"], cycle=s["cycle"], delta_e=s["delta_e"], comm=s["comm"],
+                rung=s["rung"])
 
 
 def _values(tree):

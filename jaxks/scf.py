@@ -15,6 +15,14 @@ way, its potential obtained by ``jax.grad``.
 Each iteration extrapolates the Fock matrix with CDIIS on the orthonormal commutator
 e = Xᵀ(FΓS − SΓF)X, optionally level-shifts the virtual space and damps the density, and stops when
 |ΔE| < ``e_tol`` and ‖e‖_F < ``comm_tol``. Nothing leaves the device inside the loop.
+
+Fallback (on by default, ``SCFOptions.fallback``): when the commutator norm has not fallen below
+0.9 of its best value for ``fallback_patience`` cycles, the loop moves to the next rung of
+:data:`FALLBACK_LADDER`, restarting DIIS from the current density: rung 1 level-shifts the
+virtual orbitals by 0.3 Eh, rung 2 by 0.5 Eh and damps the density by 0.5 (the remedies a PySCF
+user applies by hand). Neither changes the fixed point, only the path to it; the rung reached
+is returned (``SCFResult.fallback``: 0 = plain DIIS converged). All inside the one compiled
+loop: no recompilation, no host round trip.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ class SCFOptions:
         diis_start: first cycle at which DIIS extrapolates.
         level_shift: shift (Hartree) added to virtual orbital energies while iterating.
         damping: fraction of the previous density mixed into the new one (0 = none).
+        fallback: climb :data:`FALLBACK_LADDER` when the loop stalls (see module docstring).
+        fallback_patience: cycles without a 10 % gain on the best commutator norm that count
+            as a stall.
     """
 
     max_cycles: int = 100
@@ -61,6 +72,13 @@ class SCFOptions:
     diis_start: int = 1
     level_shift: float = 0.0
     damping: float = 0.0
+    fallback: bool = True
+    fallback_patience: int = 10
+
+
+#: Rungs of the convergence fallback, (level shift in Hartree, density damping); rung 0 is the
+#: user's own ``level_shift``/``damping``.
+FALLBACK_LADDER = ((0.3, 0.0), (0.5, 0.5))
 
 
 EnergyTerm = Callable[[jax.Array, Any], jax.Array]
@@ -97,6 +115,8 @@ class SCFResult:
         gamma: total density matrix Γ [nao, nao] the energy is evaluated at.
         fock: Fock matrix F[Γ] [nao, nao] (Hartree).
         converged: bool flag; cycles: iterations used; delta_e, comm_norm: last criteria values.
+        fallback: rung of the convergence fallback the loop ended on (0: none was needed; 1, 2:
+            :data:`FALLBACK_LADDER`).
     """
 
     energy: jax.Array
@@ -109,6 +129,7 @@ class SCFResult:
     cycles: jax.Array
     delta_e: jax.Array
     comm_norm: jax.Array
+    fallback: jax.Array | int = 0
     n_occ: int = dataclasses.field(metadata=dict(static=True), default=0)
 
     @property
@@ -239,7 +260,14 @@ def _scf_loop(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: 
         delta_e=jnp.asarray(jnp.inf, dtype), comm=jnp.asarray(jnp.inf, dtype),
         cycle=-jnp.ones((), jnp.int32), converged=jnp.zeros((), bool),
         focks=jnp.zeros((m, nao, nao), dtype), errors=jnp.zeros((m, n_mo, n_mo), dtype),
-        count=jnp.zeros((), jnp.int32))
+        count=jnp.zeros((), jnp.int32), rung=jnp.zeros((), jnp.int32),
+        best=jnp.asarray(jnp.inf, dtype), stall=jnp.zeros((), jnp.int32))
+    ladder = ((options.level_shift, options.damping),) + (FALLBACK_LADDER if options.fallback
+                                                          else ())
+    shifts = jnp.asarray([r[0] for r in ladder], dtype)
+    dampings = jnp.asarray([r[1] for r in ladder], dtype)
+    shifted = any(r[0] for r in ladder)
+    damped = any(r[1] for r in ladder)
 
     def cond(s):
         return (~s["converged"]) & (s["cycle"] < options.max_cycles)
@@ -250,13 +278,14 @@ def _scf_loop(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: 
             f = jnp.where(s["cycle"] + 1 >= options.diis_start,
                           diis_extrapolate(s["focks"], s["errors"], jnp.minimum(s["count"], m)),
                           f)
-        if options.level_shift:
+        if shifted:  # virtual-space shift: F + σ(S − ½SΓS) (Γ holds 2 electrons per orbital)
             sgs = S @ s["gamma"] @ S
-            f = f + options.level_shift * (S - 0.5 * sgs)
+            f = f + shifts[s["rung"]] * (S - 0.5 * sgs)
         _, c = diagonalize(f, x)
         gamma = aufbau_density(c, n_occ)
-        if options.damping:
-            gamma = (1.0 - options.damping) * gamma + options.damping * s["gamma"]
+        if damped:
+            damp = dampings[s["rung"]]
+            gamma = (1.0 - damp) * gamma + damp * s["gamma"]
         gamma = jnp.where(s["cycle"] < 0, gamma0, gamma)   # first pass: the guess itself
         f_new, p_new, err = build(gamma)
         # one dtype for the carry (E_nuc of a single atom is an integer 0)
@@ -264,13 +293,22 @@ def _scf_loop(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: 
         e_new = p_new.total
         comm = jnp.linalg.norm(err)
         de = jnp.abs(e_new - s["energy"])
-        slot = s["count"] % m
+        converged = (de < options.e_tol) & (comm < options.comm_tol)
+        # stall detection: cycles since the commutator last beat 0.9 × its best value
+        gained = comm < 0.9 * s["best"]
+        best = jnp.where(gained, comm, s["best"])
+        stall = jnp.where(gained, 0, s["stall"] + 1)
+        climb = ((stall >= options.fallback_patience) & ~converged
+                 & (s["rung"] < len(ladder) - 1))
+        # a new rung restarts DIIS: its history is this cycle's Fock matrix alone, in slot 0
+        count = jnp.where(climb, 1, s["count"] + 1)
+        slot = jnp.where(climb, 0, s["count"] % m)
         return dict(
             gamma=gamma, fock=f_new, parts=p_new, energy=e_new, delta_e=de, comm=comm,
-            cycle=s["cycle"] + 1,
-            converged=(de < options.e_tol) & (comm < options.comm_tol),
+            cycle=s["cycle"] + 1, converged=converged,
             focks=s["focks"].at[slot].set(f_new), errors=s["errors"].at[slot].set(err),
-            count=s["count"] + 1)
+            count=count, rung=s["rung"] + climb.astype(jnp.int32),
+            best=jnp.where(climb, jnp.inf, best), stall=jnp.where(climb, 0, stall))
 
     s = jax.lax.while_loop(cond, body, state)
     return s
@@ -286,7 +324,7 @@ def _scf_run(ints: Integrals, params, gamma0, xc: XCFunctional, term, options: S
     return SCFResult(energy=s["parts"].total, parts=s["parts"], mo_energy=eps, mo_coeff=c,
                      gamma=s["gamma"], fock=s["fock"], converged=s["converged"],
                      cycles=s["cycle"], delta_e=s["delta_e"], comm_norm=s["comm"],
-                     n_occ=ints.n_occ)
+                     fallback=s["rung"], n_occ=ints.n_occ)
 
 
 _scf_loop_jit = jax.jit(_scf_run, static_argnames=("xc", "term", "options"))
@@ -363,7 +401,7 @@ def finalize(ints: Integrals, params, gamma, xc: XCFunctional, term, *, loop_sta
     return SCFResult(energy=parts.total, parts=parts, mo_energy=eps, mo_coeff=c, gamma=gamma,
                      fock=fock, converged=loop_state["converged"], cycles=loop_state["cycle"],
                      delta_e=loop_state["delta_e"], comm_norm=loop_state["comm"],
-                     n_occ=ints.n_occ)
+                     fallback=loop_state.get("rung", 0), n_occ=ints.n_occ)
 
 
 
@@ -421,8 +459,9 @@ def run_scf(ints: Integrals, xc: str | XCFunctional = "pbe", *, term: EnergyTerm
         warnings.warn(
             f"SCF did not converge in {int(result.cycles)} cycles: |dE| = "
             f"{float(result.delta_e):.2e} Eh (tol {options.e_tol:.0e}), commutator norm = "
-            f"{float(result.comm_norm):.2e} (tol {options.comm_tol:.0e}). Try level_shift or "
-            "damping.", SCFNotConvergedWarning, stacklevel=2)
+            f"{float(result.comm_norm):.2e} (tol {options.comm_tol:.0e}), fallback rung "
+            f"{int(result.fallback)}. Try more max_cycles, level_shift or damping.",
+            SCFNotConvergedWarning, stacklevel=2)
     if return_timings:
         return result, dict(compile=t1 - t0, scf=t2 - t1,
                             traced=TRACE_COUNT["scf_loop"] - traced_before)

@@ -143,7 +143,8 @@ def test_deepks_model_forces_are_energy_derivatives(tmp_path):
     import jax
     import jax.numpy as jnp
 
-    from jaxks.deepks import ModelConfig, default_basis, init_model
+    from jaxks.deepks import ModelConfig, init_model
+    from jaxks.integrals.projectors import default_basis
 
     basis = default_basis()
     config = ModelConfig(basis.shell_sections, hidden=(8, 8), elements=("H", "O"))

@@ -9,7 +9,7 @@ import pytest
 from jaxks.cli import main
 from jaxks.deepks.io import DeePKSModel, ModelFileError, load_model, save_model
 from jaxks.deepks.model import ModelConfig, init_model
-from jaxks.deepks.projectors import default_basis
+from jaxks.integrals.projectors import default_basis
 from jaxks.models import BUILTIN, builtin_path, card_path, check_settings, model_settings
 from tests import geometries as geo
 from tests.conftest import make_system

@@ -33,7 +33,7 @@ def run(args) -> int:
     from jaxks.data.datasets import builtin_frames
     from jaxks.data.labels import LabelSettings
     from jaxks.data.pipeline import label_frames
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train.config import LossSection, OptimSection, TrainConfig, TrainSection
     from jaxks.train.evaluate import evaluate, format_table
     from jaxks.train.frames import load_records

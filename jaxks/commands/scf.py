@@ -77,13 +77,17 @@ def add_scf_arguments(p) -> None:
     p.add_argument("--conv-tol", type=float, default=1e-10, help="energy change tolerance (Eh)")
     p.add_argument("--level-shift", type=float, default=0.0, help="virtual level shift (Eh)")
     p.add_argument("--damping", type=float, default=0.0, help="density damping factor 0-1")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="plain DIIS only: no automatic level shift / damping when the SCF "
+                   "stalls (the rung used is reported as 'fallback')")
 
 
 def scf_options(args):
     from jaxks.scf import SCFOptions
 
     return SCFOptions(max_cycles=args.max_cycles, e_tol=args.conv_tol,
-                      level_shift=args.level_shift, damping=args.damping)
+                      level_shift=args.level_shift, damping=args.damping,
+                      fallback=not getattr(args, "no_fallback", False))
 
 
 def summarize(system, result, timings: dict, window: int = 4) -> dict:
@@ -111,7 +115,18 @@ def summarize(system, result, timings: dict, window: int = 4) -> dict:
         mo_energy_eh=[float(e) for e in eps],
         mo_occ=[2.0 if i < n_occ else 0.0 for i in range(eps.size)],
         converged=bool(result.converged), cycles=int(result.cycles),
+        # rung of the automatic convergence fallback the SCF ended on (jaxks.scf.FALLBACK_LADDER)
+        fallback=dict(rung=int(result.fallback), **_fallback_settings(int(result.fallback))),
         timings_s={k: float(v) for k, v in timings.items()})
+
+
+def _fallback_settings(rung: int) -> dict:
+    from jaxks.scf import FALLBACK_LADDER
+
+    if rung == 0:
+        return dict(level_shift_eh=None, damping=None)
+    shift, damp = FALLBACK_LADDER[rung - 1]
+    return dict(level_shift_eh=shift, damping=damp)
 
 
 def _label(i, n_occ):
@@ -133,7 +148,11 @@ def print_summary(s: dict, out=None) -> None:
           f"{o['energy_ev']:12.4f} eV\n")
     w(f"HOMO-LUMO gap     {s['gap_ev']:.4f} eV\n")
     status = "yes" if s["converged"] else "NO  <-- NOT CONVERGED"
-    w(f"Converged         {status} ({s['cycles']} cycles)\n")
+    fb = s.get("fallback", {}).get("rung", 0)
+    note = "" if not fb else (f", convergence fallback rung {fb}: level shift "
+                              f"{s['fallback']['level_shift_eh']} Eh, damping "
+                              f"{s['fallback']['damping']}")
+    w(f"Converged         {status} ({s['cycles']} cycles{note})\n")
     t = s["timings_s"]
     w("Timings           " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()) + "\n")
 
@@ -145,7 +164,7 @@ def run(args) -> int:
 
     model = None
     if args.model:
-        from jaxks.deepks.io import load_model
+        from jaxks.models import load_model
 
         model = load_model(args.model, base_xc=args.xc)
     resolve_model_settings(args, model)

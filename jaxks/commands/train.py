@@ -38,7 +38,7 @@ def register(sub) -> None:
 def run_train(args) -> int:
     import dataclasses
 
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train.config import load_config
     from jaxks.train.evaluate import evaluate, format_table
     from jaxks.train.frames import load_records
@@ -81,12 +81,10 @@ def _elements(folders) -> tuple[str, ...]:
 
 
 def run_eval(args) -> int:
-    from jaxks.deepks.io import load_model
+    from jaxks.data.store import Dataset
+    from jaxks.models import check_settings, load_model
     from jaxks.train.evaluate import evaluate, format_table
     from jaxks.train.frames import load_records
-
-    from jaxks.data.store import Dataset
-    from jaxks.models import check_settings
 
     model = load_model(args.model)
     for folder in args.data:

@@ -1,4 +1,6 @@
-"""DeePKS-kit data folders: read and write system folders, write descriptor outputs.
+"""DeePKS-kit data folders: read and write system folders, write descriptor outputs, and export
+a labelled dataset to them (:func:`export_deepkskit`, :func:`export_descriptors`): all of
+jaxks's DeePKS-kit format code.
 
 A DeePKS-kit *system folder* holds frames of one composition (method.md §8):
 
@@ -29,11 +31,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jaxks.data.labels import label_system
+from jaxks.data.store import Dataset
 from jaxks.system import InputError, System, normalize_symbol
 from jaxks.units import ANGSTROM_PER_BOHR, BOHR_PER_ANGSTROM
+
+if TYPE_CHECKING:
+    from jaxks.integrals.projectors import ProjectorBasis
 
 _UNITS = {"bohr": "Bohr", "au": "Bohr", "a.u.": "Bohr",
           "angstrom": "Angstrom", "ang": "Angstrom", "a": "Angstrom"}
@@ -264,3 +272,92 @@ def write_deepks_descriptors(folder, dm_eig, l_e_delta, l_f_delta=None, conv=Non
         _save(folder, "conv.npy", c.reshape(nf, 1))
     for name, arr in (extra or {}).items():
         _save(folder, f"{name}.npy", arr)
+
+
+# --------------------------------------------------------------------------- export
+def _export_groups(dataset, keys, include_unconverged: bool):
+    """(dataset, group, stacked ``keys``) of every group of ``dataset`` (a folder or
+    :class:`Dataset`) with frames to export: those whose base and target SCF converged, or all
+    with ``include_unconverged``; ``data["index"]`` holds their frame indices."""
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    for group in ds.groups:
+        data = ds.stack(group, keys, converged_only=not include_unconverged)
+        if len(data["index"]):
+            yield ds, group, data
+
+
+def export_deepkskit(dataset, out, unit: str = "Angstrom", layout: str = "atom",
+                     include_unconverged: bool = False) -> dict[str, int]:
+    """Write every group of a labelled dataset as a DeePKS-kit system folder ``out/<group>``.
+
+    The *target* labels become the reference data (``energy.npy``, ``force.npy``, ``dm.npy``);
+    the base labels are added as ``e_base.npy`` [nframes, 1] and ``f_base.npy``
+    [nframes, natoms, 3], and the frame indices as ``frame_index.npy``. Frames whose base or
+    target SCF did not converge are left out unless ``include_unconverged``.
+
+    Args:
+        dataset: a dataset folder or :class:`Dataset`.
+        out: output folder (one subfolder per group).
+        unit: coordinate unit on disk, "Angstrom" (default, what DeePKS-kit assumes) or "Bohr".
+        layout: "atom" (atom.npy) or "coord" (coord.npy + type.raw).
+    Returns:
+        {group: number of frames written}.
+    """
+    keys = ["coords", "target/energy", "target/forces", "target/dm", "base/energy",
+            "base/forces"]
+    written = {}
+    for ds, group, data in _export_groups(dataset, keys, include_unconverged):
+        nf = len(data["index"])
+        symbols = ds.group_info(group)["symbols"]
+        write_deepks_system(os.path.join(os.fspath(out), group), symbols, data["coords"],
+                            energy=data["target/energy"], force=data["target/forces"],
+                            dm=data["target/dm"], unit=unit, layout=layout,
+                            extra=dict(e_base=data["base/energy"].reshape(nf, 1),
+                                       f_base=data["base/forces"], frame_index=data["index"]))
+        written[group] = nf
+    return written
+
+
+def export_descriptors(dataset, out, basis: ProjectorBasis | None = None,
+                       include_unconverged: bool = False) -> dict[str, int]:
+    """Write dm_eig / l_e_delta / l_f_delta / conv for every group into ``out/<group>``: next to
+    the system files of :func:`export_deepkskit`, DeePKS-kit's training inputs
+
+        dm_eig.npy     [nframes, natoms, nproj]  descriptors of the *base* SCF density
+                       (ascending eigenvalues of P^Iᵀ Γ_base P^I per shell, DeePKS-kit order)
+        l_e_delta.npy  [nframes, 1]              E_target − E_base (Hartree)
+        l_f_delta.npy  [nframes, natoms, 3]      F_target − F_base (Hartree/Bohr)
+        conv.npy       [nframes, 1]              base SCF converged
+
+    Args:
+        dataset: dataset folder or :class:`jaxks.data.store.Dataset`.
+        out: output folder (the same one ``export_deepkskit`` writes system files to).
+        basis: projector basis (default: DeePKS-kit's 108-function set).
+    Returns:
+        {group: frames written}.
+    """
+    # the DeePKS layer (Flax) loads only here, not for reading or writing DeePKS-kit folders
+    # (``jaxks label`` of a DeePKS-kit input, ``jaxks export`` without ``--descriptors``)
+    import jax.numpy as jnp
+
+    from jaxks.deepks.descriptors import descriptors
+    from jaxks.integrals.projectors import default_basis, projector_overlaps
+
+    basis = basis or default_basis()
+    keys = ["atomic_numbers", "coords", "charge", "base/dm", "base/energy", "target/energy",
+            "base/forces", "target/forces", "base/converged"]
+    written = {}
+    for ds, group, data in _export_groups(dataset, keys, include_unconverged):
+        nf = len(data["index"])
+        dm_eig = []
+        for k in range(nf):
+            labels = {key: data[key][k] for key in ("atomic_numbers", "coords", "charge")}
+            mol = label_system(labels, ds.settings).to_pyscf()
+            dm_eig.append(np.asarray(descriptors(jnp.asarray(data["base/dm"][k]),
+                                                 projector_overlaps(mol, basis))))
+        write_deepks_descriptors(
+            os.path.join(os.fspath(out), group), np.stack(dm_eig),
+            data["target/energy"] - data["base/energy"],
+            l_f_delta=data["target/forces"] - data["base/forces"], conv=data["base/converged"])
+        written[group] = nf
+    return written

@@ -125,6 +125,14 @@ class LabelSettings:
         return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k]]
 
 
+def label_system(labels: dict, settings: LabelSettings) -> System:
+    """The :class:`System` of a label dict (atomic numbers, Bohr coordinates, charge) with the
+    basis, auxiliary basis and grid the labels were made with."""
+    return System(tuple(int(z) for z in labels["atomic_numbers"]), labels["coords"],
+                  charge=int(labels["charge"]), basis=settings.basis,
+                  auxbasis=settings.auxbasis, grid_level=settings.grid_level)
+
+
 def check_functional(xc: str) -> None:
     """Raise InputError unless libxc (through PySCF) knows the functional ``xc``."""
     from pyscf.dft import libxc

@@ -1,4 +1,4 @@
-"""Labelling runs (parallel, resumable, atomic) and export to DeePKS-kit layout.
+"""Labelling runs (parallel, resumable, atomic).
 
 :func:`label_frames` is what ``jaxks label`` runs:
 
@@ -257,42 +257,3 @@ def label_frames(systems: Sequence[System], out, settings: LabelSettings, worker
     report.unconverged.sort()
     report.seconds = time.perf_counter() - t0
     return report
-
-
-# --------------------------------------------------------------------------- export
-def export_deepkskit(dataset, out, unit: str = "Angstrom", layout: str = "atom",
-                     include_unconverged: bool = False) -> dict[str, int]:
-    """Write every group of a labelled dataset as a DeePKS-kit system folder ``out/<group>``.
-
-    The *target* labels become the reference data (``energy.npy``, ``force.npy``, ``dm.npy``);
-    the base labels are added as ``e_base.npy`` [nframes, 1] and ``f_base.npy``
-    [nframes, natoms, 3], and the frame indices as ``frame_index.npy``. Frames whose base or
-    target SCF did not converge are left out unless ``include_unconverged``.
-
-    Args:
-        dataset: a dataset folder or :class:`Dataset`.
-        out: output folder (one subfolder per group).
-        unit: coordinate unit on disk, "Angstrom" (default, what DeePKS-kit assumes) or "Bohr".
-        layout: "atom" (atom.npy) or "coord" (coord.npy + type.raw).
-    Returns:
-        {group: number of frames written}.
-    """
-    from jaxks.data.deepkskit import write_deepks_system
-
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    keys = ["coords", "target/energy", "target/forces", "target/dm", "base/energy",
-            "base/forces"]
-    written = {}
-    for group in ds.groups:
-        data = ds.stack(group, keys, converged_only=not include_unconverged)
-        nf = len(data["index"])
-        if nf == 0:
-            continue
-        symbols = ds.group_info(group)["symbols"]
-        write_deepks_system(os.path.join(os.fspath(out), group), symbols, data["coords"],
-                            energy=data["target/energy"], force=data["target/forces"],
-                            dm=data["target/dm"], unit=unit, layout=layout,
-                            extra=dict(e_base=data["base/energy"].reshape(nf, 1),
-                                       f_base=data["base/forces"], frame_index=data["index"]))
-        written[group] = nf
-    return written

@@ -137,9 +137,9 @@ def read_frames(path, **system_kwargs) -> list[System]:
     """
     spath = os.fspath(path)
     if spath.startswith("builtin:"):
-        from jaxks.data.datasets import builtin_frames
+        from jaxks.data.builtin import builtin_path
 
-        return builtin_frames(spath[len("builtin:"):], **system_kwargs)
+        spath = builtin_path(spath[len("builtin:"):])  # an xyz file, read below
     if os.path.isdir(spath):
         from jaxks.data.deepkskit import read_deepks_system
 

@@ -154,6 +154,52 @@ def _centre_of_mass(x: np.ndarray) -> np.ndarray:
     return (m[None, :, None] * x).sum((0, 1)) / (m.sum() * len(x))
 
 
+def _molecule_frames(x: np.ndarray):
+    """Per molecule of ``x`` [n, 3, 3] (O, H, H; Angstrom): O–H lengths r [n, 2], HOH angle
+    θ [n] (radians), and the in-plane unit bisector and perpendicular [n, 3]."""
+    o = x[:, 0]
+    u = x[:, 1:] - o[:, None]                                   # [n, 2, 3]
+    r = np.linalg.norm(u, axis=-1)
+    u = u / r[..., None]
+    bis = u[:, 0] + u[:, 1]
+    bis /= np.linalg.norm(bis, axis=-1, keepdims=True)
+    perp = u[:, 0] - np.sum(u[:, 0] * bis, -1, keepdims=True) * bis
+    perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
+    theta = np.arccos(np.clip(np.sum(u[:, 0] * u[:, 1], -1), -1, 1))
+    return r, theta, bis, perp
+
+
+def _rebuild_molecules(x: np.ndarray, bis, perp, new_r, new_theta) -> np.ndarray:
+    """``x`` with every molecule's H atoms placed at lengths ``new_r`` [n, 2] and angle
+    ``new_theta`` [n] from its O, in the molecular plane, symmetric about the old bisector."""
+    half = 0.5 * new_theta
+    dirs = np.stack([np.cos(half)[:, None] * bis + np.sin(half)[:, None] * perp,
+                     np.cos(half)[:, None] * bis - np.sin(half)[:, None] * perp], 1)
+    y = x.copy()
+    y[:, 1:] = x[:, :1] + new_r[..., None] * dirs
+    return y
+
+
+#: SPC/Fw's equilibrium O–H length (Å) and HOH angle (degrees), and those of PBE-optimised
+#: water (def2-SVP-quality basis: 0.970 Å, 104.2°), for :func:`dft_intramolecular`.
+SPCFW_GEOMETRY = (1.012, 113.24)
+DFT_GEOMETRY = (0.970, 104.2)
+INTRAMOLECULAR = ("spcfw", "dft")
+
+
+def dft_intramolecular(x: np.ndarray) -> np.ndarray:
+    """Map SPC/Fw molecules onto DFT-like ones, keeping their thermal fluctuations:
+    r' = r − (1.012 − 0.970) Å for every O–H, θ' = θ − (113.24° − 104.2°) for every HOH.
+
+    SPC/Fw at 300 K gives O–H 1.029 ± 0.034 Å; optimised and DFT-MD water sits at 0.96–0.99 Å,
+    the geometries users run. ``x`` [n, 3, 3] in Angstrom; returns the same shape.
+    """
+    r, theta, bis, perp = _molecule_frames(x)
+    new_r = r - (SPCFW_GEOMETRY[0] - DFT_GEOMETRY[0])
+    new_theta = theta - math.radians(SPCFW_GEOMETRY[1] - DFT_GEOMETRY[1])
+    return _rebuild_molecules(x, bis, perp, new_r, new_theta)
+
+
 def distort_cluster(x: np.ndarray, rng: np.random.Generator):
     """A stretched/compressed variant of cluster ``x`` [n, 3, 3] (Angstrom); returns (x', info).
 
@@ -164,22 +210,11 @@ def distort_cluster(x: np.ndarray, rng: np.random.Generator):
     distance is below 2.35 Å.
     """
     n = len(x)
-    o = x[:, 0]
-    u = x[:, 1:] - o[:, None]                                   # [n, 2, 3]
-    r = np.linalg.norm(u, axis=-1)
-    u = u / r[..., None]
-    bis = u[:, 0] + u[:, 1]
-    bis /= np.linalg.norm(bis, axis=-1, keepdims=True)
-    perp = u[:, 0] - np.sum(u[:, 0] * bis, -1, keepdims=True) * bis
-    perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
-    theta = np.arccos(np.clip(np.sum(u[:, 0] * u[:, 1], -1), -1, 1))
+    r, theta, bis, perp = _molecule_frames(x)
     new_r = np.clip(r * rng.uniform(0.92, 1.08, size=r.shape), 0.88, 1.12)
-    new_half = 0.5 * np.clip(theta * rng.uniform(0.92, 1.08, size=theta.shape),
-                             math.radians(95), math.radians(125))
-    dirs = np.stack([np.cos(new_half)[:, None] * bis + np.sin(new_half)[:, None] * perp,
-                     np.cos(new_half)[:, None] * bis - np.sin(new_half)[:, None] * perp], 1)
-    y = x.copy()
-    y[:, 1:] = o[:, None] + new_r[..., None] * dirs
+    new_theta = np.clip(theta * rng.uniform(0.92, 1.08, size=theta.shape),
+                        math.radians(95), math.radians(125))
+    y = _rebuild_molecules(x, bis, perp, new_r, new_theta)
     info = dict(variant="distorted")
     if n > 1:
         s = float(rng.uniform(0.90, 1.15))
@@ -198,8 +233,8 @@ def distort_cluster(x: np.ndarray, rng: np.random.Generator):
 # --------------------------------------------------------------------------- the sampler
 def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
                  distort: float = 0.2, interval_fs: float = 100.0,
-                 equilibration_fs: float = 3000.0, progress: TextIO | None = None
-                 ) -> list[SampledFrame]:
+                 equilibration_fs: float = 3000.0, progress: TextIO | None = None,
+                 intramolecular: str = "spcfw") -> list[SampledFrame]:
     """Generate ``frames`` geometries of (H2O)_n (n = 1 gives thermally distorted monomers).
 
     Args:
@@ -211,6 +246,9 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
         interval_fs: simulated time between snapshots (fs).
         equilibration_fs: simulated time before the first snapshot (fs).
         progress: stream for one-line progress messages (e.g. ``sys.stderr``), or None.
+        intramolecular: ``"spcfw"`` (the force field's own molecules, O–H 1.029 ± 0.034 Å at
+            300 K) or ``"dft"`` (mapped onto DFT-like bond lengths and angles before any
+            distortion, :func:`dft_intramolecular`).
     Returns:
         list of :class:`SampledFrame` (coordinates in Angstrom).
     Raises:
@@ -228,6 +266,9 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
         raise InputError(f"distort is a fraction of frames between 0 and 1, got {distort}")
     if temperature <= 0:
         raise InputError(f"temperature must be positive (K), got {temperature}")
+    if intramolecular not in INTRAMOLECULAR:
+        raise InputError(f"intramolecular must be one of {INTRAMOLECULAR}, got "
+                         f"{intramolecular!r}")
     model = SPC_FW
     n_box = _box_molecules(n)
     m_side = round(n_box ** (1 / 3))
@@ -263,8 +304,12 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
                 break
             x = carve_cluster(p, box, int(c), n)
             info = dict(variant="md")
+            if intramolecular == "dft":
+                x = dft_intramolecular(x)
+                info["intramolecular"] = "dft"
             if rng.uniform() < distort:
-                x, info = distort_cluster(x, rng)
+                x, extra = distort_cluster(x, rng)
+                info = {**info, **extra}
             x = x - _centre_of_mass(x)
             flat = x.reshape(-1, 3)
             if geometry_problems(flat):

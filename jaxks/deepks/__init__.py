@@ -1,10 +1,10 @@
 """DeePKS: a learned, self-consistent correction E_δ(Γ) = Σ_I NN(d^I(Γ)) to a base functional.
 
-Modules: :mod:`~jaxks.deepks.projectors` (projector basis and overlaps),
-:mod:`~jaxks.deepks.descriptors` (eigenvalues of projected density matrices),
+Modules: :mod:`~jaxks.deepks.descriptors` (eigenvalues of projected density matrices),
 :mod:`~jaxks.deepks.model` (Flax network, statistics, prefit),
 :mod:`~jaxks.deepks.correction` (SCF energy term, potential, forces),
-:mod:`~jaxks.deepks.io` (model files).
+:mod:`~jaxks.deepks.io` (model files). The projector basis and its overlaps with the orbital
+basis are integrals, produced by the integrals stage: :mod:`jaxks.integrals.projectors`.
 """
 
 from jaxks.deepks.correction import (DeePKSParams, DeePKSTerm, correction_energy,
@@ -12,15 +12,10 @@ from jaxks.deepks.correction import (DeePKSParams, DeePKSTerm, correction_energy
 from jaxks.deepks.descriptors import descriptors, descriptors_from_overlaps
 from jaxks.deepks.io import DeePKSModel, ModelFileError, load_model, save_model
 from jaxks.deepks.model import ModelConfig, ModelParams, fit_model, init_model, model_energy
-from jaxks.deepks.projectors import (ProjectorBasis, ProjectorData, ProjectorDerivs,
-                                     basis_from_exponents, basis_from_pyscf, default_basis,
-                                     projector_derivatives, projector_overlaps)
 
 __all__ = [
     "DeePKSModel", "DeePKSParams", "DeePKSTerm", "ModelConfig", "ModelFileError", "ModelParams",
-    "ProjectorBasis", "ProjectorData", "ProjectorDerivs", "basis_from_exponents",
-    "basis_from_pyscf", "correction_energy", "correction_potential", "deepks_forces",
-    "deepks_params", "default_basis", "descriptors", "descriptors_from_overlaps", "fit_model",
-    "init_model", "load_model", "model_energy", "projector_derivatives", "projector_overlaps",
-    "save_model",
+    "correction_energy", "correction_potential", "deepks_forces", "deepks_params",
+    "descriptors", "descriptors_from_overlaps", "fit_model", "init_model", "load_model",
+    "model_energy", "save_model",
 ]

@@ -11,7 +11,8 @@ one-hot element of each atom. Usage::
 
 Equations (Γ the total AO density matrix, atomic units):
 
-    E_δ(Γ) = Σ_I NN(d^I(Γ)),  d^I = concat_nl eigvalsh(P^I_nlᵀ Γ P^I_nl)
+    E_δ(Γ) = Σ_I NN(d^I(Γ)),  d^I = concat_nl f(P^I_nlᵀ Γ P^I_nl)   (f: the model's descriptor
+                                                                       kind, jaxks.deepks.descriptors)
     V_δ    = ∂E_δ/∂Γ = Σ_I Σ_nl P^I_nl (∂E_δ/∂D^I_nl) P^I_nlᵀ          (symmetric, Hartree)
     F_A    = −∂E_δ/∂R_A |_Γ  = −Σ_{μ I k} (∂E_δ/∂P_{μIk}) ∂P_{μIk}/∂R_A    (Hartree/Bohr)
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from jaxks.deepks.descriptors import descriptors_from_overlaps
 from jaxks.deepks.model import ModelConfig, ModelParams, element_onehot, model_energy
-from jaxks.deepks.projectors import ProjectorBasis, ProjectorData, ProjectorDerivs
+from jaxks.integrals.projectors import ProjectorBasis, ProjectorData, ProjectorDerivs
 from jaxks.system import InputError
 
 
@@ -81,11 +82,12 @@ class DeePKSTerm:
 
     def descriptors(self, gamma: jax.Array, params: DeePKSParams) -> jax.Array:
         """Descriptors [natm, ndesc] of ``gamma``."""
-        return descriptors_from_overlaps(gamma, params.overlaps, self.shells)
+        return descriptors_from_overlaps(gamma, params.overlaps, self.shells,
+                                         self.config.descriptor)
 
     def energy_from_overlaps(self, gamma, model: ModelParams, overlaps, onehot) -> jax.Array:
         """E_δ as an explicit function of the overlaps P (used for forces)."""
-        d = descriptors_from_overlaps(gamma, overlaps, self.shells)
+        d = descriptors_from_overlaps(gamma, overlaps, self.shells, self.config.descriptor)
         return model_energy(self.config, model, d, onehot)
 
     def __call__(self, gamma: jax.Array, params: DeePKSParams) -> jax.Array:

@@ -1,14 +1,31 @@
-"""DeePKS descriptors: eigenvalues of the projected density matrix, atom by atom, shell by shell.
+"""DeePKS descriptors: rotation invariants of the projected density matrix, atom by atom, shell
+by shell.
 
 For atom I and projector shell (n, l) the projected density matrix is the (2l+1)×(2l+1) block
 
     D^I_{nl} = P^I_{nl}ᵀ Γ P^I_{nl},      P^I_{nl}[μ, m] = ⟨φ_μ|α^I_{nlm}⟩,
 
-with Γ the total AO density matrix [nao, nao] (tr ΓS = N_elec). The descriptor of atom I is the
-concatenation over shells, in projector order (all s, then all p, then all d for the default
-basis: DeePKS-kit's order), of eigvalsh(D^I_{nl}) in ascending order: 12·1 + 12·3 + 12·5 = 108
-numbers for the default basis. They are invariant under rotations of the molecule because each
-block transforms as W D Wᵀ with W an orthogonal (Wigner) matrix.
+with Γ the total AO density matrix [nao, nao] (tr ΓS = N_elec); D is symmetric positive
+semi-definite. Each block gives 2l + 1 numbers, in projector order (all s, then all p, then all d
+for the default basis: DeePKS-kit's order), 12·1 + 12·3 + 12·5 = 108 per atom for the default
+basis. Two kinds (:data:`DESCRIPTOR_KINDS`), both invariant under rotations of the molecule
+(each block transforms as W D Wᵀ with W an orthogonal Wigner matrix):
+
+* ``"schatten"`` (the default of new models): the Schatten norms of the block,
+
+      d_k = ‖D‖_k = (tr D^k + τ^k)^{1/k},    k = 1 … 2l + 1,   τ = :data:`SCHATTEN_FLOOR`.
+
+  They are functions of the traces of matrix powers, so they are smooth (C^∞) in Γ everywhere —
+  through eigenvalue crossings, where sorted eigenvalues have a kink — and the floor τ keeps them
+  smooth at D = 0 too. Nothing is lost: the power sums tr D^k, k ≤ 2l + 1, fix the eigenvalues
+  (Newton's identities). They keep the eigenvalues' units and scale (d_1 = tr D, and d_k tends
+  to the largest eigenvalue as k grows), and ∂d_k/∂D = (tr D^k + τ^k)^{1/k−1} D^{k−1} has spectral
+  norm ≤ 1: V_δ = ∂E_δ/∂Γ is bounded by the network's slope, whatever the spectrum. No
+  eigensolver is needed (matrix powers of 5×5 blocks).
+* ``"eig"``: eigvalsh(D^I_{nl}) in ascending order (DeePKS-kit's descriptor, for its models and
+  data). Continuous, but not differentiable where two eigenvalues of a block cross: the model
+  energy has a kink there and V_δ jumps, which can leave a DeePKS-SCF with no fixed point
+  (measured: water_cluster(8) with the first shipped model, commutator stuck at 2e-3).
 
 Everything is batched over atoms and radial functions (einsum); the only Python loop runs over
 the handful of projector shells at trace time. Eigenvalues go through :func:`jaxks.linalg.eigh`,
@@ -22,8 +39,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxks.deepks.projectors import ProjectorData
+from jaxks.integrals.projectors import ProjectorData
 from jaxks.linalg import eigh
+from jaxks.system import InputError
+
+#: Descriptor kinds: smooth Schatten norms (default of new models), sorted eigenvalues.
+DESCRIPTOR_KINDS = ("schatten", "eig")
+#: Default descriptor kind of new models.
+DEFAULT_DESCRIPTOR = "schatten"
+#: τ of the Schatten descriptor (electrons): makes ‖D‖_k smooth at D = 0 and its argument
+#: positive for blocks whose eigenvalues are at rounding level (odd k); it moves a descriptor by
+#: at most τ, and only blocks whose largest eigenvalue is below ~τ notice it.
+SCHATTEN_FLOOR = 1e-10
 
 
 def shell_offsets(shells) -> list[tuple[int, int, int, int]]:
@@ -59,26 +86,63 @@ def projected_density_blocks(gamma: jax.Array, overlaps: jax.Array, shells) -> l
     return blocks
 
 
-def descriptors_from_overlaps(gamma: jax.Array, overlaps: jax.Array, shells) -> jax.Array:
-    """Descriptors d^I = concat_{nl} eigvalsh(D^I_{nl}) (ascending inside each block).
+def schatten_norms(blocks: jax.Array, floor: float = SCHATTEN_FLOOR) -> jax.Array:
+    """‖D‖_k = (tr D^k + τ^k)^{1/k} for k = 1 … m of symmetric blocks D [..., m, m].
+
+    tr D^k = Σ_ij (D^a)_ij (D^b)_ji with a + b = k, from the powers D, D², … (no eigensolver).
+    Returns:
+        [..., m] (units of D: electrons), k ascending.
+    """
+    m = blocks.shape[-1]
+    powers = [blocks]
+    for _ in range((m + 1) // 2 - 1):  # D^1 … D^⌈m/2⌉: every k ≤ m splits as a + b from these
+        powers.append(powers[-1] @ blocks)
+    out = []
+    for k in range(1, m + 1):
+        if k == 1:
+            trace = jnp.trace(blocks, axis1=-2, axis2=-1)
+        else:
+            a, b = (k + 1) // 2, k // 2
+            trace = jnp.sum(powers[a - 1] * jnp.swapaxes(powers[b - 1], -1, -2), axis=(-2, -1))
+        # tr D^k ≥ 0 for a positive semi-definite D (up to rounding for odd k): the floor keeps
+        # the root's argument positive and its derivative finite; for k = 1 it is a plain shift
+        out.append(trace + floor if k == 1 else (trace + floor ** k) ** (1.0 / k))
+    return jnp.stack(out, axis=-1)
+
+
+def descriptors_from_overlaps(gamma: jax.Array, overlaps: jax.Array, shells,
+                              kind: str = "eig") -> jax.Array:
+    """Descriptors d^I = concat_{nl} f(D^I_{nl}), f = sorted eigenvalues (``kind="eig"``) or
+    Schatten norms k = 1 … 2l+1 (``kind="schatten"``); see the module docstring.
 
     Args:
         gamma: AO density matrix [nao, nao].
         overlaps: P [nao, natm, nproj].
         shells: static ((l, n_radial), ...).
+        kind: one of :data:`DESCRIPTOR_KINDS` (static).
     Returns:
-        [natm, nproj] descriptors (dimensionless; electrons in the projected subspace),
-        [natm, 108] for the default basis.
+        [natm, nproj] descriptors (electrons in the projected subspace), [natm, 108] for the
+        default basis.
     """
+    check_kind(kind)
     natm = overlaps.shape[1]
     parts = []
     for block in projected_density_blocks(gamma, overlaps, shells):
-        w, _ = eigh(block)  # [natm, n, m]
+        if kind == "eig":
+            w, _ = eigh(block)  # [natm, n, m]
+        else:
+            w = schatten_norms(block)
         parts.append(w.reshape(natm, -1))
     return jnp.concatenate(parts, axis=-1)
 
 
-def descriptors(gamma: jax.Array, proj: ProjectorData) -> jax.Array:
+def check_kind(kind: str) -> None:
+    """Raise :class:`jaxks.system.InputError` for an unknown descriptor kind."""
+    if kind not in DESCRIPTOR_KINDS:
+        raise InputError(f"unknown descriptor kind {kind!r}: choose one of {DESCRIPTOR_KINDS}")
+
+
+def descriptors(gamma: jax.Array, proj: ProjectorData, kind: str = "eig") -> jax.Array:
     """Descriptors [natm, nproj] of density matrix ``gamma`` with projector data ``proj``
     (see :func:`descriptors_from_overlaps`)."""
-    return descriptors_from_overlaps(gamma, proj.overlaps, proj.shells)
+    return descriptors_from_overlaps(gamma, proj.overlaps, proj.shells, kind)

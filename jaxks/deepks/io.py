@@ -31,8 +31,8 @@ import jaxks
 from jaxks.fileio import array_checksum
 from jaxks.deepks.correction import DeePKSTerm, deepks_forces, deepks_params
 from jaxks.deepks.model import ModelConfig, ModelParams
-from jaxks.deepks.projectors import (ProjectorBasis, projector_derivatives, projector_overlaps,
-                                     resolve_basis)
+from jaxks.integrals.projectors import (ProjectorBasis, projector_derivatives,
+                                        projector_overlaps, resolve_basis)
 from jaxks.system import InputError
 
 FORMAT_NAME = "jaxks-deepks-model"
@@ -138,11 +138,11 @@ def save_model(path: str | os.PathLike, model: DeePKSModel) -> None:
 
 def load_model(path: str | os.PathLike, basis: ProjectorBasis | str | None = None, *,
                base_xc: str | None = None, allow_other_version: bool = False) -> DeePKSModel:
-    """Read a model written by :func:`save_model`, or a built-in one by name.
+    """Read a model written by :func:`save_model` (:func:`jaxks.models.load_model` also takes
+    the name of a model shipped with jaxks).
 
     Args:
-        path: the file, or the name of a model shipped with jaxks (``"water"``; see
-            :mod:`jaxks.models`) when no file of that name exists.
+        path: the file.
         basis: if given, the projector basis the caller intends to use; it must equal the
             model's.
         base_xc: if given, the base functional the caller runs; it must equal the model's.
@@ -152,16 +152,7 @@ def load_model(path: str | os.PathLike, basis: ProjectorBasis | str | None = Non
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        from jaxks.models import BUILTIN, builtin_path
-
-        builtin = builtin_path(path)
-        if builtin is None:
-            raise ModelFileError(f"model file {path!r} does not exist (and it is not the name "
-                                 f"of a built-in model: {', '.join(sorted(BUILTIN))})")
-        if not os.path.exists(builtin):
-            raise ModelFileError(f"built-in model {path!r} is missing from this installation "
-                                 f"({builtin}); reinstall jaxks")
-        path = builtin
+        raise ModelFileError(f"model file {path!r} does not exist")
     try:
         with np.load(path, allow_pickle=False) as z:
             if _HEADER_KEY not in z.files:

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxks.deepks.descriptors import DEFAULT_DESCRIPTOR, check_kind
 from jaxks.system import InputError, normalize_symbol
 
 #: Default hidden widths of the fitting network.
@@ -58,6 +59,9 @@ class ModelConfig:
         embedding: ``None`` or ``"thermal"``.
         thermal_beta: initial inverse temperatures are linspace(thermal_beta, −thermal_beta, m).
         elements: element table for per-element energy constants (empty: none).
+        descriptor: descriptor kind the network reads (:data:`jaxks.deepks.descriptors.
+            DESCRIPTOR_KINDS`): ``"schatten"`` (smooth, the default) or ``"eig"`` (sorted
+            eigenvalues, DeePKS-kit's; model files written before the kind existed use it).
     """
 
     shell_sections: tuple[int, ...]
@@ -67,11 +71,17 @@ class ModelConfig:
     embedding: str | None = None
     thermal_beta: float = 5.0
     elements: tuple[str, ...] = ()
+    descriptor: str = DEFAULT_DESCRIPTOR
 
     def __post_init__(self):
         if self.embedding not in EMBEDDINGS:
             raise InputError(f"unknown descriptor embedding {self.embedding!r}: "
                              f"choose one of {EMBEDDINGS}")
+        check_kind(self.descriptor)
+        if self.embedding == "thermal" and self.descriptor != "eig":
+            # the thermal embedding weighs a shell's eigenvalues by softmax(−βλ): it needs them
+            raise InputError("the thermal embedding works on eigenvalue descriptors: use "
+                             "descriptor = \"eig\" with it")
         if not self.shell_sections or any(int(s) < 1 for s in self.shell_sections):
             raise InputError("shell_sections must be a non-empty list of positive sizes")
         object.__setattr__(self, "shell_sections", tuple(int(s) for s in self.shell_sections))
@@ -89,14 +99,16 @@ class ModelConfig:
         return dict(shell_sections=list(self.shell_sections), hidden=list(self.hidden),
                     output_scale=self.output_scale, use_resnet=self.use_resnet,
                     embedding=self.embedding, thermal_beta=self.thermal_beta,
-                    elements=list(self.elements))
+                    elements=list(self.elements), descriptor=self.descriptor)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(shell_sections=tuple(d["shell_sections"]), hidden=tuple(d["hidden"]),
                    output_scale=float(d["output_scale"]), use_resnet=bool(d["use_resnet"]),
                    embedding=d["embedding"], thermal_beta=float(d["thermal_beta"]),
-                   elements=tuple(d["elements"]))
+                   elements=tuple(d["elements"]),
+                   # files written before descriptor kinds existed hold eigenvalue models
+                   descriptor=d.get("descriptor", "eig"))
 
 
 @jax.tree_util.register_dataclass

@@ -11,7 +11,7 @@ name       what it is
 Use::
 
     jaxks scf cluster.xyz --model water --forces          # command line
-    model = jaxks.load_model("water")                      # Python
+    model = jaxks.load_model("water")                      # Python (:func:`load_model`)
 
 A built-in model fixes the settings it was trained with (basis, auxiliary basis, grid level,
 base functional; :func:`model_settings`); using it with other settings is an
@@ -22,6 +22,10 @@ descriptors and corrections would no longer mean what they were trained to mean.
 from __future__ import annotations
 
 import os
+
+from jaxks.deepks.io import DeePKSModel, ModelFileError
+from jaxks.deepks.io import load_model as load_model_file
+from jaxks.integrals.projectors import ProjectorBasis
 
 #: Built-in model names and their files in this package directory.
 BUILTIN = {"water": "water.npz"}
@@ -41,6 +45,28 @@ def card_path(name: str) -> str | None:
     return None if path is None else os.path.splitext(path)[0] + ".md"
 
 
+def load_model(path: str | os.PathLike, basis: ProjectorBasis | str | None = None, *,
+               base_xc: str | None = None, allow_other_version: bool = False) -> DeePKSModel:
+    """A model file (:func:`jaxks.deepks.io.load_model`, same arguments), or the built-in model
+    of that name (``"water"``) when no such file exists.
+
+    Raises:
+        ModelFileError: neither a file nor a built-in name; or the file's own errors.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        builtin = builtin_path(path)
+        if builtin is None:
+            raise ModelFileError(f"model file {path!r} does not exist (and it is not the name "
+                                 f"of a built-in model: {', '.join(sorted(BUILTIN))})")
+        if not os.path.exists(builtin):
+            raise ModelFileError(f"built-in model {path!r} is missing from this installation "
+                                 f"({builtin}); reinstall jaxks")
+        path = builtin
+    return load_model_file(path, basis, base_xc=base_xc,
+                           allow_other_version=allow_other_version)
+
+
 def model_settings(model) -> dict:
     """The settings a model was trained with, from its metadata: ``basis``, ``auxbasis``,
     ``grid_level``, ``base``, ``target`` (empty dict for models saved without them)."""
@@ -52,8 +78,6 @@ def check_settings(model, name: str, **used) -> None:
     ``grid_level``, ``base``) differs from the one ``model`` was trained with.
 
     ``None`` values are not checked (the caller takes the model's)."""
-    from jaxks.deepks.io import ModelFileError
-
     trained = model_settings(model)
     wrong = [f"{k} {v!r} (trained with {trained[k]!r})" for k, v in used.items()
              if v is not None and k in trained and _norm(v) != _norm(trained[k])]

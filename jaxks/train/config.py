@@ -20,6 +20,7 @@ import dataclasses
 import os
 from typing import Any
 
+from jaxks.deepks.descriptors import DESCRIPTOR_KINDS
 from jaxks.system import InputError
 from jaxks.train.losses import LossWeights
 
@@ -44,7 +45,8 @@ class ModelSection:
     """The DeePKS network (method.md §3 defaults)."""
 
     hidden: tuple[int, ...] = (100, 100, 100)
-    embedding: str = "none"        # "none" or "thermal"
+    embedding: str = "none"        # "none" or "thermal" (thermal needs descriptor = "eig")
+    descriptor: str = "schatten"   # "schatten" (smooth through eigenvalue crossings) or "eig"
     element_constants: bool = True
     prefit: bool = True
     ridge_alpha: float = 10.0
@@ -172,6 +174,12 @@ class TrainConfig:
         if self.model.embedding not in ("none", "thermal"):
             raise InputError(f"model.embedding must be 'none' or 'thermal', got "
                              f"{self.model.embedding!r}")
+        if self.model.descriptor not in DESCRIPTOR_KINDS:
+            raise InputError(f"model.descriptor must be one of {DESCRIPTOR_KINDS}, got "
+                             f"{self.model.descriptor!r}")
+        if self.model.embedding == "thermal" and self.model.descriptor != "eig":
+            raise InputError("model.embedding = 'thermal' works on eigenvalues: set "
+                             "model.descriptor = 'eig' with it")
         if self.train.steps < 0 or self.train.batch_size < 1:
             raise InputError("train.steps must be >= 0 and train.batch_size >= 1")
         checks = [

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxks.data.labels import label_system
 from jaxks.deepks.model import element_onehot
-from jaxks.deepks.projectors import ProjectorBasis, projector_derivatives, projector_overlaps
+from jaxks.integrals.projectors import ProjectorBasis, projector_derivatives, projector_overlaps
 from jaxks.forces import ForceIntegrals, force_integrals
 from jaxks.integrals import Integrals, compute_integrals
 from jaxks.system import System
@@ -81,13 +82,6 @@ def pad_grid(ints: Integrals, n_grid: int) -> Integrals:
                               jnp.repeat(ints.atom_coords[:1], extra, axis=0)])
     weights = jnp.concatenate([ints.grid_weights, jnp.zeros(extra)])
     return dataclasses.replace(ints, grid_coords=coords, grid_weights=weights)
-
-
-def label_system(labels: dict, settings) -> System:
-    """The :class:`System` of a label dict (atomic numbers, Bohr coordinates, charge)."""
-    return System(tuple(int(z) for z in labels["atomic_numbers"]), labels["coords"],
-                  charge=int(labels["charge"]), basis=settings.basis,
-                  auxbasis=settings.auxbasis, grid_level=settings.grid_level)
 
 
 def _base_omega(name: str) -> float:

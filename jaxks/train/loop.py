@@ -48,7 +48,7 @@ from jaxks.deepks.correction import DeePKSParams, DeePKSTerm
 from jaxks.deepks.descriptors import descriptors_from_overlaps
 from jaxks.deepks.io import DeePKSModel, save_model
 from jaxks.deepks.model import ModelConfig, fit_model, freeze_non_trainable, init_model
-from jaxks.deepks.projectors import ProjectorBasis, default_basis
+from jaxks.integrals.projectors import ProjectorBasis, default_basis
 from jaxks.implicit import AdjointOptions
 from jaxks.scf import SCFOptions, _scf_loop
 from jaxks.system import InputError
@@ -86,11 +86,12 @@ def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
     config = ModelConfig(shell_sections=sections, hidden=cfg.model.hidden,
                          embedding=None if cfg.model.embedding == "none" else "thermal",
                          elements=elements if cfg.model.element_constants else (),
-                         output_scale=cfg.model.output_scale)
+                         output_scale=cfg.model.output_scale, descriptor=cfg.model.descriptor)
     params = init_model(config, jax.random.PRNGKey(cfg.model.seed))
     shells = basis.shell_structure
     descs = [np.asarray(descriptors_from_overlaps(jnp.asarray(r.base["dm"]), r.frame.overlaps,
-                                                  shells))[None] for r in records]
+                                                  shells, config.descriptor))[None]
+             for r in records]
     energies = [np.array([float(r.frame.target["energy"]) - float(r.base["energy"])])
                 for r in records]
     params = fit_model(config, params, descs, energies, [r.system.symbols for r in records],

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from jaxks import linalg
 from jaxks.deepks.correction import DeePKSParams, DeePKSTerm, deepks_forces
-from jaxks.deepks.projectors import ProjectorDerivs
+from jaxks.integrals.projectors import ProjectorDerivs
 from jaxks.forces import energy_gradient
 from jaxks.forces import forces as base_forces
 from jaxks.implicit import AdjointOptions, solve

@@ -1,4 +1,5 @@
-"""DeePKS-kit interop: export -> read round trip (Bohr and Angstrom, atom and coord layouts)."""
+"""DeePKS-kit interop: export -> read round trip (Bohr and Angstrom, atom and coord layouts);
+descriptor and label export against NumPy/PySCF."""
 
 import numpy as np
 import pytest
@@ -95,3 +96,41 @@ def test_bad_folders_are_reported(tmp_path):
     (tmp_path / "energy.npy").write_bytes(b"\x93NUMPY trunc")
     with pytest.raises(InputError, match="damaged or truncated"):
         read_deepks_system(tmp_path)
+
+
+def test_export_descriptors_layout_and_values(dataset, tmp_path):
+    from pyscf import gto
+
+    from jaxks.integrals.projectors import default_basis, projector_mol
+
+    assert main(["export", str(dataset), str(tmp_path), "--descriptors"]) == 0
+    ds = Dataset(dataset)
+    for group, idx in ds.groups.items():
+        nf, natm = len(idx), len(ds.group_info(group)["symbols"])
+        folder = tmp_path / group
+        dm_eig = np.load(folder / "dm_eig.npy")
+        assert dm_eig.shape == (nf, natm, 108)
+        l_e = np.load(folder / "l_e_delta.npy")
+        l_f = np.load(folder / "l_f_delta.npy")
+        conv = np.load(folder / "conv.npy")
+        assert l_e.shape == (nf, 1) and l_f.shape == (nf, natm, 3) and conv.shape == (nf, 1)
+        assert conv.all()
+        arrays, _ = ds.frame(idx[0])
+        assert l_e[0, 0] == pytest.approx(float(arrays["target/energy"] - arrays["base/energy"]),
+                                          abs=1e-12)
+        np.testing.assert_allclose(l_f[0], arrays["target/forces"] - arrays["base/forces"],
+                                   atol=1e-12)
+        # independent evaluation: eigvalsh(Pᵀ Γ P) per atom and (l, radial) block, s, p, d
+        mol = gto.M(atom=[(int(z), c) for z, c in zip(arrays["atomic_numbers"], arrays["coords"])],
+                    unit="Bohr", basis="sto-3g", verbose=0)
+        pmol = projector_mol(mol, default_basis())
+        p = gto.intor_cross("int1e_ovlp", mol, pmol).reshape(mol.nao, mol.natm, 108)
+        gamma = arrays["base/dm"]
+        for atom in range(mol.natm):
+            ref, k = [], 0
+            for l in (0, 1, 2):
+                for _ in range(12):
+                    block = p[:, atom, k:k + 2 * l + 1]
+                    ref.append(np.linalg.eigvalsh(block.T @ gamma @ block))
+                    k += 2 * l + 1
+            np.testing.assert_allclose(dm_eig[0, atom], np.concatenate(ref), atol=1e-12)

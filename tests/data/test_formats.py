@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import jaxks  # noqa: F401
-from jaxks.data.datasets import builtin_frames, builtin_names
+from jaxks.data.builtin import builtin_names
+from jaxks.data.datasets import builtin_frames
 from jaxks.data.labels import LabelSettings, pyscf_label
 from jaxks.data.pipeline import label_frames
 from jaxks.data.readers import read_frames, read_xyz_frames

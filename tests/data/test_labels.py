@@ -9,9 +9,11 @@ import time
 import numpy as np
 
 import jaxks  # noqa: F401
-from jaxks.data.datasets import builtin_frames, builtin_path
+from jaxks.data.builtin import builtin_path
+from jaxks.data.datasets import builtin_frames
 from jaxks.data.labels import FRAME_KEYS, LabelSettings, pyscf_label
-from jaxks.data.pipeline import export_deepkskit, label_frames
+from jaxks.data.deepkskit import export_deepkskit
+from jaxks.data.pipeline import label_frames
 from jaxks.data.store import Dataset
 from tests.conftest import make_system
 from tests.geometries import WATER_DIMER

@@ -9,8 +9,8 @@ import pytest
 from jaxks.deepks.correction import (DeePKSTerm, correction_potential, deepks_forces,
                                      deepks_params)
 from jaxks.deepks.model import ModelConfig, init_model
-from jaxks.deepks.projectors import (basis_from_exponents, default_basis, projector_derivatives,
-                                     projector_overlaps)
+from jaxks.integrals.projectors import (basis_from_exponents, default_basis,
+                                        projector_derivatives, projector_overlaps)
 from jaxks.system import InputError
 
 

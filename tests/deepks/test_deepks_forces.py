@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxks.deepks import deepks_forces, deepks_params, projector_derivatives, projector_overlaps
+from jaxks.deepks import deepks_forces, deepks_params
+from jaxks.integrals.projectors import projector_derivatives, projector_overlaps
 from jaxks.forces import force_integrals, forces
 from jaxks.implicit import AdjointOptions, solve
 from jaxks.integrals import integrals_from_pyscf, make_grids
@@ -110,7 +111,8 @@ def test_cli_scf_with_model(tmp_path, capsys):
     import json
 
     from jaxks.cli import main
-    from jaxks.deepks import DeePKSModel, default_basis, save_model
+    from jaxks.deepks import DeePKSModel, save_model
+    from jaxks.integrals.projectors import default_basis
 
     term, params = random_model(seed=7, hidden=(16, 16))
     path = tmp_path / "model.npz"

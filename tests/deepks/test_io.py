@@ -9,14 +9,14 @@ import pytest
 import jaxks
 from jaxks.deepks.io import DeePKSModel, ModelFileError, load_model, save_model
 from jaxks.deepks.model import ModelConfig, fit_model, init_model
-from jaxks.deepks.projectors import basis_from_exponents, default_basis
+from jaxks.integrals.projectors import basis_from_exponents, default_basis
 
 
 @pytest.fixture(scope="module")
 def model():
     basis = default_basis()
     config = ModelConfig(basis.shell_sections, hidden=(24, 24), embedding="thermal",
-                         elements=("H", "O"))
+                         descriptor="eig", elements=("H", "O"))
     params = init_model(config, jax.random.PRNGKey(1))
     rng = np.random.default_rng(0)
     params = fit_model(config, params, [rng.normal(size=(4, 3, 108))], [rng.normal(size=4)],
@@ -110,7 +110,7 @@ def test_checksum_catches_consistent_zip_with_altered_array(model, tmp_path):
 def test_loaded_model_prepares_scf_term(model, tmp_path, water_mol, water_dm):
     """The bundle builds (term, θ) with element constants from the molecule's own symbols."""
     from jaxks.deepks.correction import deepks_forces, deepks_params
-    from jaxks.deepks.projectors import projector_derivatives, projector_overlaps
+    from jaxks.integrals.projectors import projector_derivatives, projector_overlaps
 
     save_model(tmp_path / "m.npz", model)
     loaded = load_model(tmp_path / "m.npz")

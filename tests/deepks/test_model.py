@@ -10,7 +10,7 @@ import pytest
 from jaxks.deepks.model import (ModelConfig, atomic_energies, descriptor_statistics,
                                 element_onehot, fit_element_energies, fit_model, fit_prefit,
                                 freeze_non_trainable, init_model, model_energy)
-from jaxks.deepks.projectors import default_basis
+from jaxks.integrals.projectors import default_basis
 from jaxks.system import InputError
 
 SECTIONS = default_basis().shell_sections
@@ -158,7 +158,7 @@ def test_trainable_mask_freezes_statistics():
 
 def test_thermal_embedding():
     """Order-free within a shell, equal to the softmax formula, finite at degeneracy."""
-    config = ModelConfig(SECTIONS, hidden=(16, 16), embedding="thermal")
+    config = ModelConfig(SECTIONS, hidden=(16, 16), embedding="thermal", descriptor="eig")
     p = init_model(config, jax.random.PRNGKey(3))
     beta = p.net["params"]["embedding"]
     np.testing.assert_allclose(beta["beta_1"], np.tile(np.linspace(5, -5, 3), (12, 1)))

@@ -8,8 +8,9 @@ import pytest
 
 from jaxks import scf as scf_mod  # noqa: E402
 
-from jaxks.deepks import DeePKSTerm, ModelConfig, correction_potential, default_basis  # noqa: E402
-from jaxks.deepks import deepks_params, init_model, projector_overlaps  # noqa: E402
+from jaxks.deepks import DeePKSTerm, ModelConfig, correction_potential  # noqa: E402
+from jaxks.deepks import deepks_params, init_model  # noqa: E402
+from jaxks.integrals.projectors import default_basis, projector_overlaps  # noqa: E402
 from tests import geometries as geo  # noqa: E402
 from tests.conftest import make_system  # noqa: E402
 

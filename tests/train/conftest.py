@@ -59,7 +59,7 @@ def water_dataset(tmp_path_factory, label_settings):
 def water_records(water_dataset):
     """Prepared training frames (with force integrals) of :func:`water_dataset`."""
     from jaxks.train.frames import load_records
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
 
     records = load_records([water_dataset], default_basis(), ("H", "O"))
     assert len(records) == N_MONOMERS
@@ -69,7 +69,7 @@ def water_records(water_dataset):
 @pytest.fixture(scope="session")
 def water_dimer_records(tmp_path_factory, label_settings):
     """Two labelled, prepared built-in water dimers (a second composition: a second bucket)."""
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train.frames import load_records
 
     folder = label_builtin(tmp_path_factory.mktemp("water_dimers"), "water_dimers", 2,

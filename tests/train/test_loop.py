@@ -392,7 +392,7 @@ BATCH8_SCRIPT = textwrap.dedent("""
     import dataclasses, sys
     import jaxks
     from jaxks.data.labels import LabelSettings
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train import loop
     from jaxks.train.config import LossSection
     from jaxks.train.frames import load_records
@@ -450,7 +450,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     import jax
     import jaxks
     from jaxks.data.store import Dataset
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.train import loop
     from jaxks.train.frames import load_records
     from tests.train.conftest import train_config

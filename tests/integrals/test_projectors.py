@@ -5,10 +5,18 @@ import numpy as np
 import pytest
 from pyscf import gto
 
-from jaxks.deepks.projectors import (DEFAULT_BASIS_NAME, ProjectorBasis, basis_from_exponents,
-                                     basis_from_pyscf, default_basis, projector_derivatives,
-                                     projector_mol, projector_overlaps, resolve_basis)
+from jaxks.integrals.projectors import (DEFAULT_BASIS_NAME, ProjectorBasis,
+                                        basis_from_exponents, basis_from_pyscf, default_basis,
+                                        projector_derivatives, projector_mol, projector_overlaps,
+                                        resolve_basis)
 from jaxks.system import InputError
+from tests.deepks.conftest import WATER_BOHR, make_mol
+
+
+@pytest.fixture(scope="module")
+def water_mol():
+    """Water without symmetry, STO-3G (the molecule of the DeePKS tests)."""
+    return make_mol(["O", "H", "H"], WATER_BOHR)
 
 # method.md §3, written out here independently of the package
 ZETA = 1.5 ** np.array([17, 13, 10, 7, 5, 3, 2, 1, 0, -1, -2, -3], dtype=float)
