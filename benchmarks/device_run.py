@@ -133,7 +133,7 @@ def prepare(args) -> int:
     from jaxks.data.labels import LabelSettings
     from jaxks.data.pipeline import label_frames
     from jaxks.data.sampling import sample_water
-    from jaxks.deepks.projectors import default_basis
+    from jaxks.integrals.projectors import default_basis
     from jaxks.integrals import compute_integrals
     from jaxks.system import System
     from jaxks.train.frames import load_records

@@ -302,7 +302,13 @@ class Trainer:
         opt, _ = make_optimizer(cfg, params, self.stages[0] if self.stages else None)
         gammas = {b.key: stack([jnp.asarray(self.records[i].base["dm"]) for i in b.indices])
                   for b in self.buckets}
-        self.state = dict(step=0, params=params, opt_state=opt.init(params), gammas=gammas)
+        # F_base and E_base of each frame's fixed-density cache, checkpointed with Γ: a run
+        # resumed between refreshes rebuilds the cache from them bit for bit (the refresh takes
+        # them from its SCF's last Fock build, which a new Fock build at Γ matches to rounding)
+        bases = {k: dict(fock=jnp.zeros_like(g), energy=jnp.zeros(g.shape[0], g.dtype))
+                 for k, g in gammas.items()}
+        self.state = dict(step=0, params=params, opt_state=opt.init(params), gammas=gammas,
+                          bases=bases)
         self.state = self.place(self.state)
         self.refresh_stats = RefreshStats()
         self.notes: set = set()  # guard notes already written to the stream
@@ -380,6 +386,9 @@ class Trainer:
         t0 = time.perf_counter()
         for k, (bucket, data) in enumerate(zip(self.buckets, self.data)):
             gammas, base = self.state["gammas"][bucket.key], None
+            stored = self.state["bases"][bucket.key]
+            if not scf and bool(jnp.all(stored["energy"] != 0)):  # set by an earlier refresh
+                base = (stored["fock"], stored["energy"])
             if scf:
                 gammas, base, st = refresh_densities(
                     params, self._frames(data, False), gammas, self.term, self.xc,
@@ -405,6 +414,8 @@ class Trainer:
             else:
                 data.inputs = fn(self._frames(data, False), gammas, *extra)
             self.state["gammas"][bucket.key] = data.inputs.gamma
+            self.state["bases"][bucket.key] = dict(fock=data.inputs.fock_base,
+                                                   energy=data.inputs.energy_base)
         stats.seconds = time.perf_counter() - t0
         self.refresh_stats = stats
         return stats.unconverged
