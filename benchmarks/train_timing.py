@@ -158,6 +158,8 @@ def bench(n: int, args) -> dict:
     e2e_pos, e2e_weights = pos[:e2e_width], weights[:e2e_width]
     row = {"n": n, "nao": records[0].frame.ints.nao, "batch": width}
     parts = set(args.parts)
+    if "compile" in parts:
+        row.update(bench_compile(tr, scf, e2e_pos, e2e_weights))
     if "refresh" in parts:
         row.update(bench_refresh(tr, records, fixed, params, args))
         tr.state["params"] = params
@@ -190,6 +192,25 @@ def bench(n: int, args) -> dict:
         row.update(bench_e2e(tr, cfg, scf, params, state0, e2e_pos, e2e_weights, t_fwd1, args))
     row["peak_rss_gb"] = peak_rss_gb()
     return row
+
+
+def bench_compile(tr, scf, e2e_pos, e2e_weights) -> dict:
+    """Compile time of the end-to-end step program alone (trace + lower, XLA compile), ahead of
+    time and without running it; run with ``JAXKS_COMPILE_CACHE=0`` for a cold compile."""
+    import jax.numpy as jnp
+
+    params = tr.state["params"]
+    opt, _ = loop.make_optimizer(tr.cfg, params, scf)
+    fn = tr.step_fn(scf, 0, opt)
+    args = (params, opt.init(params), tr.inputs(scf, 0), tr.data[0].targets,
+            tr.state["gammas"][tr.buckets[0].key], jnp.asarray(e2e_pos), jnp.asarray(e2e_weights))
+    t0 = time.perf_counter()
+    lowered = fn.lower(*args)
+    t1 = time.perf_counter()
+    lowered.compile()
+    t2 = time.perf_counter()
+    return {"e2e_frames_per_vmap": tr.loss_setup(scf, tr.buckets[0]).frames_per_vmap,
+            "e2e_lower_s": t1 - t0, "e2e_xla_compile_s": t2 - t1, "e2e_compile_s": t2 - t0}
 
 
 def bench_e2e(tr, cfg, scf, params, state0, e2e_pos, e2e_weights, t_fwd1, args) -> dict:
@@ -267,8 +288,9 @@ def main(argv=None) -> int:
                    help="relative adjoint tolerance (default: the training default)")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--parts", nargs="+", default=["refresh", "scf1", "fixed", "e2e"],
-                   choices=["refresh", "scf1", "fixed", "e2e"],
-                   help="what to time (scf1 is implied by fixed and e2e)")
+                   choices=["refresh", "scf1", "fixed", "e2e", "compile"],
+                   help="what to time (scf1 is implied by fixed and e2e; compile: the "
+                   "end-to-end step's compilation alone)")
     p.add_argument("--refresh-steps", type=int, default=10,
                    help="fixed-mode steps between the two timed refreshes (refresh row)")
     p.add_argument("--data", default="data/train_timing")

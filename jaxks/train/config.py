@@ -97,7 +97,8 @@ class TrainSection:
     refresh_every: int = 10        # fixed mode: steps between SCF refreshes of the frozen Γ
     refresh_cycles: int = 30       # cycles a warm-started refresh SCF may take before its frame
                                    # is run again alone from MINAO (0: scf.max_cycles)
-    scf_frames_per_vmap: int = 0   # end-to-end mode: frames vmapped together (0: whole batch)
+    scf_frames_per_vmap: int = 0   # end-to-end mode: frames vmapped together (0: whole batch;
+                                   # lowered on a CPU with jaxlib 0.10-0.11: README, Known problems)
     checkpoint_every: int = 10
     log_every: int = 1
     out: str = "runs/deepks"

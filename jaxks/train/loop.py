@@ -302,10 +302,17 @@ class Trainer:
         opt, _ = make_optimizer(cfg, params, self.stages[0] if self.stages else None)
         gammas = {b.key: stack([jnp.asarray(self.records[i].base["dm"]) for i in b.indices])
                   for b in self.buckets}
-        self.state = dict(step=0, params=params, opt_state=opt.init(params), gammas=gammas)
+        # F_base and E_base of each frame's fixed-density cache, checkpointed with Γ: a run
+        # resumed between refreshes rebuilds the cache from them bit for bit (the refresh takes
+        # them from its SCF's last Fock build, which a new Fock build at Γ matches to rounding)
+        bases = {k: dict(fock=jnp.zeros_like(g), energy=jnp.zeros(g.shape[0], g.dtype))
+                 for k, g in gammas.items()}
+        self.state = dict(step=0, params=params, opt_state=opt.init(params), gammas=gammas,
+                          bases=bases)
         self.state = self.place(self.state)
         self.refresh_stats = RefreshStats()
         self.notes: set = set()  # guard notes already written to the stream
+        self.pending_notes: list[str] = []  # and not yet to the log
 
     def place(self, tree, sharded: bool = False):
         """Commit arrays to the device(s) (replicated over a mesh, or with ``sharded`` their
@@ -334,12 +341,18 @@ class Trainer:
                                               .frames[0].ints.nao, bucket.n_atoms)
             if why and (bucket.key, chunk) not in self.notes:
                 self.notes.add((bucket.key, chunk))
+                self.pending_notes.append(f"{bucket.key}: {why}")
                 if self.stream is not None:
                     self.stream.write(f"note ({bucket.key}): {why}\n")
                     self.stream.flush()
         return LossSetup(predict=self.predict_setup(stage), mode=stage.mode,
                          weights=stage.weights, window=bucket.window, n_atoms=bucket.n_atoms,
                          n_occ=bucket.n_occ, frames_per_vmap=chunk)
+
+    def take_notes(self) -> dict:
+        """{"notes": [...]} of the guard notes not yet logged (empty dict when none)."""
+        notes, self.pending_notes = self.pending_notes, []
+        return {"notes": notes} if notes else {}
 
     def stage_start(self, k: int) -> int:
         return sum(s.steps for s in self.stages[:k])
@@ -380,6 +393,9 @@ class Trainer:
         t0 = time.perf_counter()
         for k, (bucket, data) in enumerate(zip(self.buckets, self.data)):
             gammas, base = self.state["gammas"][bucket.key], None
+            stored = self.state["bases"][bucket.key]
+            if not scf and bool(jnp.all(stored["energy"] != 0)):  # set by an earlier refresh
+                base = (stored["fock"], stored["energy"])
             if scf:
                 gammas, base, st = refresh_densities(
                     params, self._frames(data, False), gammas, self.term, self.xc,
@@ -405,6 +421,8 @@ class Trainer:
             else:
                 data.inputs = fn(self._frames(data, False), gammas, *extra)
             self.state["gammas"][bucket.key] = data.inputs.gamma
+            self.state["bases"][bucket.key] = dict(fock=data.inputs.fock_base,
+                                                   energy=data.inputs.energy_base)
         stats.seconds = time.perf_counter() - t0
         self.refresh_stats = stats
         return stats.unconverged
@@ -524,7 +542,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
             skip_refresh = stage.mode == "fixed"  # just refreshed
             record = tr.evaluate_all(stage, k, optimizer)
             log(dict(step=0, stage=1, mode=stage.mode, devices=tr.n_devices,
-                     **_refresh_fields(tr.refresh_stats),
+                     **_refresh_fields(tr.refresh_stats), **tr.take_notes(),
                      wall_s=time.perf_counter() - t0, **record))
             _progress(0, total, t0, "initial model: " + ", ".join(
                 f"{key[5:]} {v:.3e}" for key, v in record.items() if key.startswith("loss_")),
@@ -548,6 +566,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
             record = dict(step=step, stage=k + 1, mode=stage.mode, lr=float(schedule(local)),
                           bucket=bucket.key, frames=rec.pop("frames"),
                           skipped=rec.pop("skipped"), **_refresh_fields(tr.refresh_stats),
+                          **tr.take_notes(),
                           mean_cycles=cycles if stage.mode == "scf" else None,
                           adjoint_matvecs=matvecs if stage.mode == "scf" else None,
                           compilations=TRACE_COUNT["train_step"] - traces0,
