@@ -78,7 +78,8 @@ RUNS = {
 }
 #: Runs that are a recipe trial as it ran (same data, same config: the trial's output folder
 #: can stand in for the run's), name -> (trial name, training sets).
-TRIAL_RUNS = {"interim-T1": ("T1-norm-EF", ("train_w1d", "train_w1", "train_w2d", "train_w2"))}
+TRIAL_RUNS = {f"interim-{t.split('-')[0]}": (t, ("train_w1d", "train_w1", "train_w2d", "train_w2"))
+              for t in ("T1-norm-EF", "T2-demo", "T10-eps10", "T11-eps10-psi", "T12-eps30")}
 
 
 def _spec(name: str) -> tuple[dict, tuple[str, ...] | None]:
