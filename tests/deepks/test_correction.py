@@ -68,18 +68,24 @@ def test_potential_matches_finite_differences(setup):
         np.testing.assert_allclose(jnp.vdot(v, t), fd, rtol=0, atol=1e-7)
 
 
-def test_potential_is_sum_of_projected_block_gradients(setup):
-    """V_δ = Σ_I Σ_nl P_nl (∂E/∂D_nl) P_nlᵀ (method.md §2), from the blocks' own gradient."""
-    from jaxks.deepks.descriptors import projected_density_blocks
+@pytest.mark.parametrize("kind", ["schatten", "eig"])
+def test_potential_is_sum_of_projected_block_gradients(setup, kind):
+    """V_δ = Σ_I Σ_nl P_nl (∂E/∂D_nl) P_nlᵀ (method.md §2), from the blocks' own gradient, for
+    both descriptor kinds (each block's invariants computed here from the block itself)."""
+    import dataclasses
+
+    from jaxks.deepks.descriptors import projected_density_blocks, schatten_norms
     from jaxks.deepks.model import model_energy
     from jaxks.linalg import eigh
 
     term, theta, dm = setup
+    term = dataclasses.replace(term, config=dataclasses.replace(term.config, descriptor=kind))
+    invariants = (lambda b: eigh(b)[0]) if kind == "eig" else schatten_norms
     p = theta.overlaps
     blocks = projected_density_blocks(dm, p, term.shells)
 
     def e_of_blocks(bs):
-        d = jnp.concatenate([eigh(b)[0].reshape(3, -1) for b in bs], -1)
+        d = jnp.concatenate([invariants(b).reshape(3, -1) for b in bs], -1)
         return model_energy(term.config, theta.model, d, theta.element_onehot)
 
     gb = jax.jit(jax.grad(e_of_blocks))(blocks)

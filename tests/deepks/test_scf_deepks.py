@@ -17,9 +17,9 @@ from tests.conftest import make_system  # noqa: E402
 AUX = "def2-universal-jkfit"
 
 
-def random_model(seed=0, hidden=(32, 32)):
+def random_model(seed=0, hidden=(32, 32), output_scale=100.0):
     basis = default_basis()
-    config = ModelConfig(basis.shell_sections, hidden=hidden)
+    config = ModelConfig(basis.shell_sections, hidden=hidden, output_scale=output_scale)
     params = init_model(config, jax.random.PRNGKey(seed))
     # shift by a typical descriptor value so the network sees O(1) inputs
     params = params.__class__(**{**params.__dict__, "shift": jnp.full(config.ndesc, 0.2)})
