@@ -5,7 +5,7 @@ same data; they differ only in the density Γ at which the prediction is made
 (:mod:`jaxks.train.predict`):
 
 * ``mode = "fixed"`` — the published DeePKS-L iteration: every ``refresh_every`` steps a
-  DeePKS-SCF with θ frozen (:func:`refresh_densities`: one jitted call vmapped over each
+  DeePKS-SCF with θ frozen (:func:`jaxks.train.refresh.refresh_densities`: one jitted call per
   bucket, warm-started from each frame's last density, MINAO fallback for frames that fail)
   gives Γ, and everything that does not depend on θ is cached (base Fock matrix and energy from
   the refresh's last Fock build, base forces only with a force term); a step is then a network
@@ -28,6 +28,11 @@ that step's gradient and counted in the log (``skipped``), never silently droppe
 (initialisation, data order) comes from ``train.seed`` and ``model.seed`` only; with the
 checkpoint's parameters, optimiser state and per-frame densities, ``--resume`` reproduces an
 uninterrupted run exactly, in every mode and across stages.
+
+This module holds the step loop, its mutable state (:class:`Trainer`) and the log. The other
+jobs are pure functions in their own modules: the initial model (:mod:`jaxks.train.initial`),
+the stage schedule and optimisers (:mod:`jaxks.train.schedule`), the density refresh and
+fixed-density caches (:mod:`jaxks.train.refresh`), checkpoints (:mod:`jaxks.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -42,202 +47,29 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxks.deepks.correction import DeePKSParams, DeePKSTerm
-from jaxks.deepks.descriptors import descriptors_from_overlaps
+from jaxks.deepks.correction import DeePKSTerm
 from jaxks.deepks.io import DeePKSModel, save_model
-from jaxks.deepks.model import ModelConfig, fit_model, freeze_non_trainable, init_model
-from jaxks.integrals.projectors import ProjectorBasis, default_basis
 from jaxks.implicit import AdjointOptions
-from jaxks.scf import SCFOptions, _scf_loop
 from jaxks.system import InputError
 from jaxks.train.buckets import Bucket, batch_at, make_buckets, padded_batch_size, stack
 from jaxks.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from jaxks.train.config import ResolvedStage, TrainConfig, save_config
 from jaxks.train.frames import FrameRecord
-from jaxks.train.predict import PredictSetup, fixed_cache
+# the set-up, refresh and schedule live in their own modules; re-exported here, where the
+# commands, tests and benchmarks have always found them
+from jaxks.train.initial import new_model, training_settings  # noqa: F401
+from jaxks.train.predict import PredictSetup
+from jaxks.train.refresh import (_COMPILED, RefreshStats, bucket_cache, chunks,  # noqa: F401
+                                 refresh_fields, refresh_line)
+from jaxks.train.schedule import (checkpoint_due, make_optimizer, refresh_due,  # noqa: F401
+                                  scf_options, stage_start)
 from jaxks.train.step import (TRACE_COUNT, LossSetup, frame_mesh, make_train_step,
                               safe_frames_per_vmap)
 from jaxks.xc import get_xc
 
 LOG_NAME = "log.jsonl"
 MODEL_NAME = "model.npz"
-#: Compiled steps and refresh functions, shared by every run of the process (a resumed run, a
-#: second stage with the same settings and tests reuse them instead of compiling again).
-_COMPILED: dict = {}
-
-
-def scf_options(cfg: TrainConfig) -> SCFOptions:
-    """The :class:`SCFOptions` of the config's [scf] section (Hartree tolerances, cycle cap)."""
-    s = cfg.scf
-    return SCFOptions(max_cycles=s.max_cycles, e_tol=s.e_tol, comm_tol=s.comm_tol,
-                      level_shift=s.level_shift, damping=s.damping)
-
-
-# ----------------------------------------------------------------------------- model set-up
-def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
-              basis: ProjectorBasis | None = None) -> tuple[ModelConfig, object, ProjectorBasis]:
-    """Initialise the network (seeded) and fit its frozen parts (shift, ridge prefit, element
-    constants) to E_target − E_base on the base-functional densities of ``records``."""
-    basis = basis or default_basis()
-    sections = tuple(2 * l + 1 for l, n in basis.shell_structure for _ in range(n))
-    elements = tuple(sorted({s for r in records for s in r.system.symbols}))
-    config = ModelConfig(shell_sections=sections, hidden=cfg.model.hidden,
-                         embedding=None if cfg.model.embedding == "none" else "thermal",
-                         elements=elements if cfg.model.element_constants else (),
-                         output_scale=cfg.model.output_scale, descriptor=cfg.model.descriptor)
-    params = init_model(config, jax.random.PRNGKey(cfg.model.seed))
-    shells = basis.shell_structure
-    descs = [np.asarray(descriptors_from_overlaps(jnp.asarray(r.base["dm"]), r.frame.overlaps,
-                                                  shells, config.descriptor))[None]
-             for r in records]
-    energies = [np.array([float(r.frame.target["energy"]) - float(r.base["energy"])])
-                for r in records]
-    params = fit_model(config, params, descs, energies, [r.system.symbols for r in records],
-                       prefit=cfg.model.prefit, ridge_alpha=cfg.model.ridge_alpha,
-                       fit_elements=bool(config.elements))
-    return config, params, basis
-
-
-def make_optimizer(cfg: TrainConfig, params, stage: ResolvedStage | None = None):
-    """Clipping + Adam with exponential decay, applied to the network only.
-    Returns (optimizer, schedule)."""
-    stage = stage or cfg.resolved_stages()[0]
-    o = cfg.optim
-    schedule = optax.exponential_decay(stage.learning_rate,
-                                       transition_steps=max(stage.decay_steps, 1),
-                                       decay_rate=stage.decay_rate,
-                                       end_value=min(o.end_learning_rate, stage.learning_rate))
-    opt = optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.adam(schedule))
-    return freeze_non_trainable(opt, params), schedule
-
-
-# ----------------------------------------------------------------------------- refresh
-@dataclasses.dataclass
-class RefreshStats:
-    """Counts of a density refresh (added over buckets).
-
-    Attributes:
-        frames: frames refreshed.
-        fallbacks: frames whose warm-started SCF did not converge, run again from MINAO.
-        unconverged: frames whose MINAO run did not converge either (they keep their Γ).
-        cycles: SCF cycles of all frames (a fallback's both runs counted).
-        max_cycles: most cycles of one frame's warm-started run (the vmapped loop runs that
-            many cycles for the whole bucket).
-        seconds: wall time.
-    """
-
-    frames: int = 0
-    fallbacks: int = 0
-    unconverged: int = 0
-    cycles: int = 0
-    max_cycles: int = 0
-    seconds: float = 0.0
-
-    def __add__(self, other: "RefreshStats") -> "RefreshStats":
-        return RefreshStats(self.frames + other.frames, self.fallbacks + other.fallbacks,
-                            self.unconverged + other.unconverged, self.cycles + other.cycles,
-                            max(self.max_cycles, other.max_cycles),
-                            self.seconds + other.seconds)
-
-    @property
-    def mean_cycles(self) -> float:
-        return self.cycles / max(self.frames, 1)
-
-
-def _refresh_scf_fn(term, xc, options: SCFOptions, sequential: bool = False):
-    """jit(vmap) of the DeePKS-SCF with θ frozen: (params, frames [n], guesses [n, nao, nao])
-    -> (Γ, F_base [n, nao, nao], E_base [n], converged [n], cycles [n]); with ``sequential``
-    the frames run one after the other inside the one call (``lax.map``), each loop stopping
-    at its own convergence.
-
-    F_base[Γ] = F[Γ] − ∂E_δ/∂Γ and E_base = E − E_δ come from the loop's last Fock build (at
-    the returned Γ), so the fixed-density cache needs no second Fock build and no second
-    compilation of the grid code. One compilation per shape and settings."""
-    key = ("refresh_scf", term, xc, options, sequential)
-    if key not in _COMPILED:
-        def one(params, frame, guess):
-            theta = DeePKSParams(model=params, overlaps=frame.overlaps,
-                                 element_onehot=frame.onehot)
-            s = _scf_loop(frame.ints, theta, guess, xc, term, options)
-            v_delta = jax.grad(term)(s["gamma"], theta)
-            fock_base = s["fock"] - 0.5 * (v_delta + v_delta.T)
-            energy_base = s["parts"].total - s["parts"].term
-            return s["gamma"], fock_base, energy_base, s["converged"], s["cycle"]
-
-        if sequential:
-            def run(params, frames, guesses):
-                return jax.lax.map(lambda x: one(params, *x), (frames, guesses))
-        else:
-            run = jax.vmap(one, in_axes=(None, 0, 0))
-        _COMPILED[key] = jax.jit(run)
-    return _COMPILED[key]
-
-
-def sequential_refresh_default() -> bool:
-    """Whether a refresh runs the frames of a bucket one after the other (inside its one call)
-    rather than ``vmap``ped: on a CPU. There a Fock build is compute-bound (grid work), so a
-    vmapped cycle costs as much per frame as a single-frame one (measured, (H2O)1, 2-core Xeon)
-    while the vmapped loop runs every frame for as many cycles as the slowest needs; on a GPU
-    the batch fills the device."""
-    return jax.default_backend() == "cpu"
-
-
-def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
-                      warm_cycles: int = 0, sequential: bool | None = None):
-    """Self-consistent densities Γ*(θ) of the stacked frames of one composition, θ frozen.
-
-    The DeePKS-SCF F[Γ] = F_base[Γ] + ∂E_δ(Γ, θ)/∂Γ of every frame runs in one jitted,
-    vmapped call (``sequential``: the frames one after the other inside that call; default
-    :func:`sequential_refresh_default`), each frame started from its ``guesses`` entry (its
-    last density). A vmapped loop runs until its slowest frame stops, so this first pass is
-    capped at ``warm_cycles`` cycles (0: ``options.max_cycles``): one frame that does not
-    converge would otherwise hold the whole bucket for the full cap. Each frame that fails is run again alone from its
-    MINAO guess (``frame.ints.guess``) with ``options.max_cycles`` (counted as a fallback); a
-    frame that fails both keeps its guess (counted as unconverged).
-
-    Args:
-        params: model parameters θ (the network; frozen here).
-        frames: :class:`jaxks.train.frames.Frame` stack [n] (``ints``, ``overlaps``,
-            ``onehot`` are used).
-        guesses: warm starts [n, nao, nao] (electrons).
-        term, xc, options: the DeePKS energy term, base functional and SCF settings.
-    Returns:
-        (Γ [n, nao, nao], base, :class:`RefreshStats`) with base = (F_base [n, nao, nao],
-        E_base [n]) at Γ (Hartree), or None when a frame kept its guess (its F_base is then
-        not at Γ: the caller builds it).
-    """
-    t0 = time.perf_counter()
-    warm = options
-    if warm_cycles and warm_cycles < options.max_cycles:
-        warm = dataclasses.replace(options, max_cycles=warm_cycles)
-    if sequential is None:
-        sequential = sequential_refresh_default()
-    gamma, fock, energy, ok, cycles = _refresh_scf_fn(term, xc, warm, sequential)(
-        params, frames, guesses)
-    ok, cycles = np.array(ok), np.array(cycles)
-    stats = RefreshStats(frames=len(ok), max_cycles=int(cycles.max(initial=0)))
-    failed = np.flatnonzero(~ok)
-    if len(failed):
-        single = _refresh_scf_fn(term, xc, options)
-        for i in failed:
-            frame = jax.tree_util.tree_map(lambda x: x[i:i + 1], frames)
-            g1, f1, e1, ok1, c1 = single(params, frame, frame.ints.guess)
-            cycles[i] += int(c1[0])
-            if bool(ok1[0]):
-                ok[i] = True
-                gamma, fock, energy = (gamma.at[i].set(g1[0]), fock.at[i].set(f1[0]),
-                                       energy.at[i].set(e1[0]))
-    stats.fallbacks, stats.unconverged = len(failed), int(np.sum(~ok))
-    stats.cycles = int(cycles.sum())
-    base = (fock, energy)
-    if stats.unconverged:
-        gamma, base = jnp.where(jnp.asarray(ok)[:, None, None], gamma, guesses), None
-    stats.seconds = time.perf_counter() - t0
-    return gamma, base, stats
-
-
 # ----------------------------------------------------------------------------- trainer
 @dataclasses.dataclass
 class TrainResult:
@@ -254,13 +86,6 @@ def _progress(step, total, t0, notes, stream):
     bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
     stream.write(f"train [{bar}] step {step}/{total}, {time.perf_counter() - t0:.0f} s, {notes}\n")
     stream.flush()
-
-
-def _chunks(bucket: Bucket, width: int):
-    """Positions of a bucket in chunks of exactly ``width`` (the last padded by repetition)."""
-    for start in range(0, bucket.size, width):
-        pos = np.arange(start, min(start + width, bucket.size))
-        yield pos, np.resize(pos, width).astype(np.int32)
 
 
 class _BucketData:
@@ -355,7 +180,7 @@ class Trainer:
         return {"notes": notes} if notes else {}
 
     def stage_start(self, k: int) -> int:
-        return sum(s.steps for s in self.stages[:k])
+        return stage_start(self.stages, k)
 
     # ------------------------------------------------------------------ fixed-mode caches
     def _frames(self, data: "_BucketData", forces: bool, positions=None):
@@ -368,58 +193,27 @@ class Trainer:
                  for f in frames]
         return self.place(stack(light), sharded=len(light) % self.n_devices == 0)
 
-    def _cache_fn(self, setup: PredictSetup, given_fock: bool):
-        """jit(vmap) of :func:`fixed_cache`: (frames, Γ) -> cache, or with ``given_fock``
-        (frames, Γ, F_base, E_base) -> cache (no Fock build)."""
-        key = ("cache", setup, given_fock)
-        if key not in _COMPILED:
-            if given_fock:
-                fn = lambda f, g, fb, eb: fixed_cache(f, g, setup, fb, eb)  # noqa: E731
-            else:
-                fn = lambda f, g: fixed_cache(f, g, setup)  # noqa: E731
-            _COMPILED[key] = jax.jit(jax.vmap(fn))
-        return _COMPILED[key]
-
     def build_caches(self, stage: ResolvedStage, params, scf: bool) -> int:
-        """(Re)build every bucket's :class:`FixedCache`; with ``scf`` first reconverge Γ with θ
-        frozen (:func:`refresh_densities`: one vmapped call per bucket, warm-started; MINAO
-        fallback for the frames that fail; a frame that fails both keeps its previous Γ).
-        Forces (the costly part of a cache) only when the stage's force weight is > 0.
-        Progress on the trainer's stream; the counts in ``self.refresh_stats``. Returns the
+        """(Re)build every bucket's :class:`FixedCache` (:func:`bucket_cache`); with ``scf``
+        first reconverge Γ with θ frozen (:func:`refresh_densities`: one call per bucket,
+        warm-started; MINAO fallback for the frames that fail; a frame that fails both keeps its
+        previous Γ). Forces (the costly part of a cache) only when the stage's force weight is
+        > 0. Progress on the trainer's stream; the counts in ``self.refresh_stats``. Returns the
         number of frames left unconverged."""
         setup = self.predict_setup(stage)
         width = padded_batch_size(stage.batch_size, self.n_devices)
         stats = RefreshStats()
         t0 = time.perf_counter()
         for k, (bucket, data) in enumerate(zip(self.buckets, self.data)):
-            gammas, base = self.state["gammas"][bucket.key], None
-            stored = self.state["bases"][bucket.key]
-            if not scf and bool(jnp.all(stored["energy"] != 0)):  # set by an earlier refresh
-                base = (stored["fock"], stored["energy"])
+            data.inputs, st = bucket_cache(
+                params, self.state["gammas"][bucket.key], self.state["bases"][bucket.key],
+                setup, bucket, lambda forces, pos, data=data: self._frames(data, forces, pos),
+                scf=scf, warm_cycles=self.cfg.train.refresh_cycles, width=width)
             if scf:
-                gammas, base, st = refresh_densities(
-                    params, self._frames(data, False), gammas, self.term, self.xc,
-                    self.options, warm_cycles=self.cfg.train.refresh_cycles)
                 stats = stats + st
                 if self.stream is not None:
-                    self.stream.write(
-                        f"refresh {k + 1}/{len(self.buckets)} {bucket.key}: {st.frames} frames "
-                        f"in {st.seconds:.1f} s, cycles mean {st.mean_cycles:.1f} max "
-                        f"{st.max_cycles}, MINAO fallbacks {st.fallbacks}, unconverged "
-                        f"{st.unconverged}\n")
+                    self.stream.write(refresh_line(k, len(self.buckets), bucket.key, st))
                     self.stream.flush()
-            extra = () if base is None else base
-            fn = self._cache_fn(setup, base is not None)
-            if setup.with_forces:
-                # the force terms hold 3·naux·nao² integrals per frame: batch-wide chunks
-                parts = []
-                for real, pos in _chunks(bucket, width):
-                    cache = fn(self._frames(data, True, pos), gammas[pos],
-                               *(x[pos] for x in extra))
-                    parts.append(jax.tree_util.tree_map(lambda x: x[:len(real)], cache))
-                data.inputs = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-            else:
-                data.inputs = fn(self._frames(data, False), gammas, *extra)
             self.state["gammas"][bucket.key] = data.inputs.gamma
             self.state["bases"][bucket.key] = dict(fock=data.inputs.fock_base,
                                                    energy=data.inputs.energy_base)
@@ -459,7 +253,7 @@ class Trainer:
         width = padded_batch_size(stage.batch_size, self.n_devices)
         sums, n, skipped = {}, 0, 0
         for b, bucket in enumerate(self.buckets):
-            for real, pos in _chunks(bucket, width):
+            for real, pos in chunks(bucket, width):
                 diag = self.run_step(stage, k, optimizer, b, pos, np.zeros(width))
                 ok = np.asarray(diag["ok"])[:len(real)]
                 for name, v in diag["frame_terms"].items():
@@ -530,7 +324,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
         optimizer, schedule = make_optimizer(cfg, tr.state["params"], stage)
         if step == start:  # every stage starts with a fresh optimiser state
             tr.state["opt_state"] = tr.place(optimizer.init(tr.state["params"]))
-        if stage.mode == "fixed" and (step - start) % max(stage.refresh_every, 1):
+        if stage.mode == "fixed" and not refresh_due(stage, step - start):
             # resumed between refreshes: the cache is a function of the checkpointed Γ
             tr.build_caches(stage, tr.state["params"], scf=False)
         skip_refresh = False
@@ -542,7 +336,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
             skip_refresh = stage.mode == "fixed"  # just refreshed
             record = tr.evaluate_all(stage, k, optimizer)
             log(dict(step=0, stage=1, mode=stage.mode, devices=tr.n_devices,
-                     **_refresh_fields(tr.refresh_stats), **tr.take_notes(),
+                     **refresh_fields(tr.refresh_stats), **tr.take_notes(),
                      wall_s=time.perf_counter() - t0, **record))
             _progress(0, total, t0, "initial model: " + ", ".join(
                 f"{key[5:]} {v:.3e}" for key, v in record.items() if key.startswith("loss_")),
@@ -550,8 +344,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
         while step < start + stage.steps:
             local = step - start
             tr.refresh_stats = RefreshStats()
-            if (stage.mode == "fixed" and local % max(stage.refresh_every, 1) == 0
-                    and not skip_refresh):
+            if refresh_due(stage, local) and not skip_refresh:
                 tr.build_caches(stage, tr.state["params"], scf=True)
             skip_refresh = False
             batch = batch_at(local, tr.buckets, stage.batch_size, cfg.train.seed, k,
@@ -565,7 +358,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
             cycles, matvecs = rec.pop("cycles"), rec.pop("adjoint_matvecs")
             record = dict(step=step, stage=k + 1, mode=stage.mode, lr=float(schedule(local)),
                           bucket=bucket.key, frames=rec.pop("frames"),
-                          skipped=rec.pop("skipped"), **_refresh_fields(tr.refresh_stats),
+                          skipped=rec.pop("skipped"), **refresh_fields(tr.refresh_stats),
                           **tr.take_notes(),
                           mean_cycles=cycles if stage.mode == "scf" else None,
                           adjoint_matvecs=matvecs if stage.mode == "scf" else None,
@@ -577,8 +370,7 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
                                   if key.startswith("loss_"))
                 notes += f", skipped {record['skipped']}" if record["skipped"] else ""
                 _progress(step, total, t0, f"stage {k + 1} ({stage.mode}), {notes}", tr.stream)
-            if (step % max(cfg.train.checkpoint_every, 1) == 0 or step == total
-                    or step == stop_after or step == start + stage.steps):
+            if checkpoint_due(cfg, step, start + stage.steps, stop_after):
                 save_checkpoint(out, tr.state)
             if stop_after is not None and step >= stop_after:
                 break
@@ -591,30 +383,6 @@ def train(cfg: TrainConfig, records: Sequence[FrameRecord], *, resume: bool = Fa
                                       settings=training_settings(cfg.data.train)))
     save_model(os.path.join(out, MODEL_NAME), model)
     return TrainResult(model=model, steps=step, out=out, wall_s=time.perf_counter() - t0)
-
-
-def _refresh_fields(stats: RefreshStats) -> dict:
-    """Log fields of the density refresh before a step (zeros when there was none)."""
-    return dict(refresh_unconverged=stats.unconverged, refresh_fallbacks=stats.fallbacks,
-                refresh_s=round(stats.seconds, 3))
-
-
-def training_settings(folders: Sequence[str]) -> dict:
-    """The label settings a model is bound to: basis, auxbasis, grid_level, base, target of the
-    training datasets (empty when they cannot be read, e.g. frames built in memory)."""
-    from jaxks.data.store import Dataset
-
-    found = []
-    for folder in folders:
-        try:
-            st = Dataset(folder).settings
-        except Exception:  # noqa: BLE001  (not a dataset folder: no binding recorded)
-            return {}
-        found.append(dict(basis=st.basis, auxbasis=st.auxbasis, grid_level=int(st.grid_level),
-                          base=st.base, target=st.target))
-    if not found or any(f != found[0] for f in found):
-        return {}
-    return found[0]
 
 
 def _truncate_log(path: str, step: int) -> None:

@@ -7,10 +7,12 @@ to change a frame copy it (records are mutable and shared).
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
 import jaxks  # noqa: F401  (float64 on)
+from jaxks.train.predict import fixed_cache
 
 N_MONOMERS = 3
 #: SCF tolerances under which the loss is smooth to ~1e-13 Hartree² in θ: needed for
@@ -100,3 +102,15 @@ def params_equal(a, b) -> bool:
     la, ta = jax.tree_util.tree_flatten(a)
     lb, tb = jax.tree_util.tree_flatten(b)
     return ta == tb and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
+def perturbed(params, scale=0.3, seed=1):
+    """Network weights moved away from the (zero-output-biased) initialisation."""
+    leaves, treedef = jax.tree_util.tree_flatten(params.net)
+    rng = np.random.default_rng(seed)
+    leaves = [x + scale * rng.standard_normal(x.shape) * (np.abs(x).max() + 0.1) for x in leaves]
+    return dataclasses.replace(params, net=jax.tree_util.tree_unflatten(treedef, leaves))
+
+
+#: :func:`fixed_cache` of one frame, jitted (the reference of the vmapped caches).
+fixed_cache_jit = jax.jit(fixed_cache, static_argnames=("setup",))

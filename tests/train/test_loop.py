@@ -30,7 +30,8 @@ from jaxks.train.checkpoint import CHECKPOINT_NAME
 from jaxks.train.config import StageSection
 from jaxks.train.losses import loss_terms
 from jaxks.train.predict import fixed_cache, predict_fixed
-from tests.train.conftest import copy_record, params_equal, train_config
+from tests.train.conftest import (copy_record, fixed_cache_jit, params_equal, perturbed,
+                                  train_config)
 
 #: Log fields that legitimately differ between an uninterrupted and a resumed run.
 TIMING_FIELDS = ("wall_s", "compilations", "refresh_s")
@@ -63,14 +64,6 @@ def with_entry(params, leaf_index, entry, delta):
     return dataclasses.replace(params, net=jax.tree_util.tree_unflatten(treedef, leaves))
 
 
-def perturbed(params, scale=0.3, seed=1):
-    """Network weights moved away from the (zero-output-biased) initialisation."""
-    leaves, treedef = jax.tree_util.tree_flatten(params.net)
-    rng = np.random.default_rng(seed)
-    leaves = [x + scale * rng.standard_normal(x.shape) * (np.abs(x).max() + 0.1) for x in leaves]
-    return dataclasses.replace(params, net=jax.tree_util.tree_unflatten(treedef, leaves))
-
-
 def chosen_entries(grad_net, n=3, seed=0):
     """``n`` seeded random (leaf, entry) pairs of the network's weight matrices among entries
     whose gradient is at least a tenth of that matrix's largest (FD noise otherwise)."""
@@ -87,13 +80,12 @@ def chosen_entries(grad_net, n=3, seed=0):
 
 _frame_value_and_grad = jax.jit(jax.value_and_grad(step_mod.frame_loss, has_aux=True),
                                 static_argnames=("setup",))
-_fixed_cache = jax.jit(fixed_cache, static_argnames=("setup",))
 
 
 def frame_inputs(record, setup, gamma):
     """Per-frame loss inputs: the fixed-density cache at ``gamma``, or the frame itself."""
     if setup.mode == "fixed":
-        return _fixed_cache(record.frame, gamma, setup=setup.predict)
+        return fixed_cache_jit(record.frame, gamma, setup=setup.predict)
     return record.frame
 
 
@@ -154,7 +146,7 @@ def test_cached_fixed_prediction_equals_uncached_evaluation(water_records, tmp_p
     record = water_records[2]
     frame = record.frame
     gamma = jnp.asarray(record.base["dm"])
-    cache = _fixed_cache(frame, gamma, setup=setup.predict)
+    cache = fixed_cache_jit(frame, gamma, setup=setup.predict)
     pred = jax.jit(predict_fixed, static_argnames=("setup",))(params, cache, setup=setup.predict)
 
     term = setup.predict.term
@@ -322,71 +314,6 @@ def test_unconverged_frame_is_counted_and_left_out_of_updates(water_records, tmp
 
 
 # --------------------------------------------------------------------------- density refresh
-def test_refresh_equals_per_frame_scf_and_falls_back_to_minao(water_records, tmp_path):
-    """A fixed-mode density refresh (one vmapped DeePKS-SCF of the bucket, each frame from its
-    last density) gives every frame the density of its own ``run_scf`` from the same start (to
-    the SCF tolerance), and the cache reusing the refresh's Fock build equals
-    :func:`fixed_cache` at that density. Frame 1 starts from the core-Hamiltonian density,
-    which needs more cycles than ``train.refresh_cycles`` allows: it is run again from its
-    MINAO guess, counted as a fallback, and gets ``run_scf``'s density from MINAO. With
-    ``scf.max_cycles`` below MINAO's cycles too, it is counted unconverged and keeps its start.
-    """
-    bad = 1
-    records = list(water_records)
-    cfg = train_config(tmp_path / "probe", "fixed")
-    tr = loop.Trainer(cfg, records, "pbe", None)
-    params = perturbed(tr.state["params"], scale=0.05)
-    starts = [jnp.asarray(r.base["dm"]) for r in records]
-    starts[bad] = core_guess(records[bad].frame.ints)
-
-    def reference(i, guess, options):
-        r = records[i]
-        theta = DeePKSParams(model=params, overlaps=r.frame.overlaps,
-                             element_onehot=r.frame.onehot)
-        return run_scf(r.frame.ints, tr.xc, term=tr.term, params=theta, options=options,
-                       guess=guess, warn=False)
-
-    refs = [reference(i, g, tr.options) for i, g in enumerate(starts)]
-    minao = reference(bad, records[bad].frame.ints.guess, tr.options)
-    assert all(bool(r.converged) for r in refs + [minao])
-    good = max(int(r.cycles) for i, r in enumerate(refs) if i != bad)
-    assert int(refs[bad].cycles) > good + 2 and int(minao.cycles) > good + 1, \
-        f"test premise: {[int(r.cycles) for r in refs]}, MINAO {int(minao.cycles)}"
-
-    def refresh(**settings):
-        scf = settings.pop("scf", {})
-        cfg = train_config(tmp_path / "run", "fixed", scf=scf, **settings)
-        tr = loop.Trainer(cfg, records, "pbe", None)
-        key = tr.buckets[0].key
-        tr.state["gammas"][key] = jnp.stack(starts)
-        unconverged = tr.build_caches(tr.stages[0], params, scf=True)
-        assert unconverged == tr.refresh_stats.unconverged
-        return tr, tr.data[0].inputs
-
-    tr, cache = refresh(refresh_cycles=good + 2)
-    assert (tr.refresh_stats.frames, tr.refresh_stats.fallbacks,
-            tr.refresh_stats.unconverged) == (3, 1, 0)
-    setup = tr.predict_setup(tr.stages[0])
-    assert setup.with_forces
-    for i, r in enumerate(records):
-        expected = minao if i == bad else refs[i]
-        np.testing.assert_allclose(np.asarray(cache.gamma[i]), np.asarray(expected.gamma),
-                                   atol=1e-8)
-        direct = _fixed_cache(r.frame, cache.gamma[i], setup=setup)
-        for name in ("fock_base", "energy_base", "forces_base", "x"):
-            np.testing.assert_allclose(np.asarray(getattr(cache, name)[i]),
-                                       np.asarray(getattr(direct, name)), atol=1e-10,
-                                       err_msg=name)
-
-    tr, cache = refresh(refresh_cycles=0, scf=dict(max_cycles=good + 1))
-    assert (tr.refresh_stats.fallbacks, tr.refresh_stats.unconverged) == (1, 1)
-    np.testing.assert_allclose(np.asarray(cache.gamma[bad]), np.asarray(starts[bad]), atol=1e-14)
-    np.testing.assert_allclose(np.asarray(cache.gamma[0]), np.asarray(refs[0].gamma), atol=1e-8)
-    direct = _fixed_cache(records[bad].frame, starts[bad], setup=setup)
-    np.testing.assert_allclose(np.asarray(cache.fock_base[bad]), np.asarray(direct.fock_base),
-                               atol=1e-10)
-
-
 # --------------------------------------------------------------------------- end-to-end batch 8
 BATCH8_SCRIPT = textwrap.dedent("""
     import dataclasses, sys

@@ -1,0 +1,77 @@
+"""The density refresh of fixed-density training (:mod:`jaxks.train.refresh`), as the trainer
+runs it: against per-frame :func:`jaxks.scf.run_scf` from the same starts, with the MINAO
+fallback and the unconverged count."""
+
+import jax.numpy as jnp
+import numpy as np
+
+import jaxks  # noqa: F401  (float64 on)
+from jaxks.deepks.correction import DeePKSParams
+from jaxks.scf import core_guess, run_scf
+from jaxks.train import loop
+from tests.train.conftest import fixed_cache_jit, perturbed, train_config
+
+
+def test_refresh_equals_per_frame_scf_and_falls_back_to_minao(water_records, tmp_path):
+    """A fixed-mode density refresh (one vmapped DeePKS-SCF of the bucket, each frame from its
+    last density) gives every frame the density of its own ``run_scf`` from the same start (to
+    the SCF tolerance), and the cache reusing the refresh's Fock build equals
+    :func:`fixed_cache` at that density. Frame 1 starts from the core-Hamiltonian density,
+    which needs more cycles than ``train.refresh_cycles`` allows: it is run again from its
+    MINAO guess, counted as a fallback, and gets ``run_scf``'s density from MINAO. With
+    ``scf.max_cycles`` below MINAO's cycles too, it is counted unconverged and keeps its start.
+    """
+    bad = 1
+    records = list(water_records)
+    cfg = train_config(tmp_path / "probe", "fixed")
+    tr = loop.Trainer(cfg, records, "pbe", None)
+    params = perturbed(tr.state["params"], scale=0.05)
+    starts = [jnp.asarray(r.base["dm"]) for r in records]
+    starts[bad] = core_guess(records[bad].frame.ints)
+
+    def reference(i, guess, options):
+        r = records[i]
+        theta = DeePKSParams(model=params, overlaps=r.frame.overlaps,
+                             element_onehot=r.frame.onehot)
+        return run_scf(r.frame.ints, tr.xc, term=tr.term, params=theta, options=options,
+                       guess=guess, warn=False)
+
+    refs = [reference(i, g, tr.options) for i, g in enumerate(starts)]
+    minao = reference(bad, records[bad].frame.ints.guess, tr.options)
+    assert all(bool(r.converged) for r in refs + [minao])
+    good = max(int(r.cycles) for i, r in enumerate(refs) if i != bad)
+    assert int(refs[bad].cycles) > good + 2 and int(minao.cycles) > good + 1, \
+        f"test premise: {[int(r.cycles) for r in refs]}, MINAO {int(minao.cycles)}"
+
+    def refresh(**settings):
+        scf = settings.pop("scf", {})
+        cfg = train_config(tmp_path / "run", "fixed", scf=scf, **settings)
+        tr = loop.Trainer(cfg, records, "pbe", None)
+        key = tr.buckets[0].key
+        tr.state["gammas"][key] = jnp.stack(starts)
+        unconverged = tr.build_caches(tr.stages[0], params, scf=True)
+        assert unconverged == tr.refresh_stats.unconverged
+        return tr, tr.data[0].inputs
+
+    tr, cache = refresh(refresh_cycles=good + 2)
+    assert (tr.refresh_stats.frames, tr.refresh_stats.fallbacks,
+            tr.refresh_stats.unconverged) == (3, 1, 0)
+    setup = tr.predict_setup(tr.stages[0])
+    assert setup.with_forces
+    for i, r in enumerate(records):
+        expected = minao if i == bad else refs[i]
+        np.testing.assert_allclose(np.asarray(cache.gamma[i]), np.asarray(expected.gamma),
+                                   atol=1e-8)
+        direct = fixed_cache_jit(r.frame, cache.gamma[i], setup=setup)
+        for name in ("fock_base", "energy_base", "forces_base", "x"):
+            np.testing.assert_allclose(np.asarray(getattr(cache, name)[i]),
+                                       np.asarray(getattr(direct, name)), atol=1e-10,
+                                       err_msg=name)
+
+    tr, cache = refresh(refresh_cycles=0, scf=dict(max_cycles=good + 1))
+    assert (tr.refresh_stats.fallbacks, tr.refresh_stats.unconverged) == (1, 1)
+    np.testing.assert_allclose(np.asarray(cache.gamma[bad]), np.asarray(starts[bad]), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(cache.gamma[0]), np.asarray(refs[0].gamma), atol=1e-8)
+    direct = fixed_cache_jit(records[bad].frame, starts[bad], setup=setup)
+    np.testing.assert_allclose(np.asarray(cache.fock_base[bad]), np.asarray(direct.fock_base),
+                               atol=1e-10)
