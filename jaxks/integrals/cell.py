@@ -253,6 +253,35 @@ def image_basis(cell, points: np.ndarray, cutoff: float = AO_CUTOFF) -> BasisDat
     return periodic_basis(cell_bd, parents, shifts)
 
 
+def projector_cell(cell, projector_basis):
+    """A PySCF ``Cell`` of ghost atoms (symbol X: no charge, no electrons) carrying the DeePKS
+    projector basis ``projector_basis`` (PySCF's list format) at the nuclei of ``cell``, with
+    the same lattice and ``precision`` (Bohr)."""
+    from pyscf.pbc import gto as pbcgto
+
+    pcell = pbcgto.Cell()
+    pcell.build(atom=[["X", c] for c in cell.atom_coords(unit="Bohr")], unit="Bohr",
+                a=np.asarray(cell.lattice_vectors()), basis={"X": projector_basis}, cart=False,
+                precision=cell.precision, dimension=3, verbose=0, dump_input=False)
+    return pcell
+
+
+def lattice_projector_overlaps(cell, projector_basis) -> np.ndarray:
+    """Γ-point DeePKS projector overlaps of a cell [nao, natm · nproj] (dimensionless):
+
+        P^I_{μ,k} = Σ_T ⟨χ_μ(r − R_μ − T) | α_k(r − R_I)⟩,
+
+    the overlap of the lattice-summed AO φ_μ (the Γ-point Bloch sum) with atom I's projector
+    α^I_k in the home cell, summed over every translation T = n·A within PySCF's cut-off
+    (``pbc.gto.cell.intor_cross`` at k = 0 on the cell and its ghost-atom projector cell,
+    :func:`projector_cell`). At Γ the sum is the same whether the AO or the projector is
+    translated, so a lattice translation of every atom leaves P unchanged."""
+    from pyscf.pbc.gto.cell import intor_cross
+
+    pcell = projector_cell(cell, projector_basis)
+    return _real(intor_cross("int1e_ovlp", cell, pcell), "projector overlap")
+
+
 def minao_guess(cell) -> np.ndarray:
     """PySCF's MINAO initial density matrix of the cell at Γ [nao, nao]."""
     from pyscf.pbc import dft as pbcdft
