@@ -115,6 +115,16 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
     omega = _base_omega(settings.base)
     for k, labels in enumerate(label_frames):
         system = label_system(labels, settings)
+        if system.lattice is not None:
+            # periodic frames (jaxks label at Γ) carry NaN forces and need the cell's AO screen
+            from jaxks.system import InputError
+
+            if with_forces:
+                raise InputError(f"frame {k} ({system.formula}) is a periodic cell: it has no "
+                                 "force labels (PySCF has no Γ-point GDF gradients); train "
+                                 "without a force term")
+            raise InputError(f"frame {k} ({system.formula}) is a periodic cell: training on "
+                             "periodic frames is not implemented yet")
         mol = system.to_pyscf()
         # unscreened: the AO screen's padded shapes depend on the geometry, and the frames of
         # one bucket are stacked into one array per field (one compiled step per composition)
