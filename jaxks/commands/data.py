@@ -65,9 +65,9 @@ def register(sub) -> None:
                    help="include the grid-weight response in the forces")
     p.add_argument("--charge", type=int, default=0,
                    help="total charge when the input does not give one (default: 0)")
-    p.add_argument("--exxdiv", default="ewald", choices=["ewald", "vcut_sph", "vcut_ws", "none"],
+    p.add_argument("--exxdiv", default="ewald", choices=["ewald", "none"],
                    help="periodic frames: PySCF's treatment of the G = 0 exchange divergence "
-                   "(default: ewald, PySCF's)")
+                   "(default: ewald, PySCF's; its GDF supports ewald or none)")
     p.add_argument("--frames", default=None, metavar="SLICE",
                    help="label only these frames, Python slice syntax, e.g. 0:10 or ::2")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")

@@ -292,8 +292,10 @@ def pyscf_cell_rks(cell, xc: str, auxbasis, grids, conv_tol: float, max_cycle: i
     A range-separated hybrid (``"hse06"``: ω = 0.11 Bohr⁻¹, 25 % short-range exact exchange)
     gets PySCF's short-range exchange for cells at Γ from the same GDF object (its
     erfc-attenuated 3-centre integrals); ``exxdiv`` is PySCF's treatment of the G = 0
-    exchange divergence (``"ewald"``, PySCF's default, shifts the occupied exchange by the
-    Madelung constant; it only acts on the exchange part of a functional).
+    exchange divergence: ``"ewald"`` (PySCF's default) adds the Madelung constant of the full
+    Coulomb kernel times S Γ S to K, also to HSE06's short-range K (``df_jk.
+    _ewald_exxdiv_for_G0`` takes no ω), ``"none"`` adds nothing; a semilocal functional has
+    no K and is unaffected.
 
     Returns:
         the PySCF mean-field object (``e_tot`` Hartree per cell; ``converged``, ``cycles``).
