@@ -6,7 +6,7 @@ Case ``box2`` of ``pbc_timing.py``: a water dimer in a 6.2 Å cube; the model's 
 (PBE/def2-SVP, GDF def2-universal-jkfit, BeckeGrids level 2), cell precision 1e-10.
 
 jaxks: integrals once; projector overlaps (lattice sums, PySCF pbc); PBE SCF compile + first
-run + steady run; DeePKS-SCF compile + first run + steady run. PySCF: ``pyscf_cell_rks`` for
+run + steady run; DeePKS-SCF compile + first run + steady run. PySCF: ``pyscf_cell_ks + run_pyscf`` for
 pbe then hse06 on the same cell and grids (exxdiv ewald), conv_tol 1e-10 as ``jaxks label``.
 
     OMP_NUM_THREADS=1 python benchmarks/pbc_deepks_timing.py \
@@ -28,7 +28,8 @@ import jax  # noqa: E402
 import jaxks  # noqa: E402, F401
 from common import machine, peak_rss_gb, report  # noqa: E402
 from jaxks.integrals import integrals_from_cell  # noqa: E402
-from jaxks.integrals.cell import make_cell, make_cell_grids, pyscf_cell_rks  # noqa: E402
+from jaxks.data.labels import LabelSettings, run_pyscf  # noqa: E402
+from jaxks.integrals.cell import make_cell, make_cell_grids, pyscf_cell_ks  # noqa: E402
 from jaxks.integrals.projectors import projector_overlaps  # noqa: E402
 from jaxks.models import load_model, model_settings  # noqa: E402
 from jaxks.scf import SCFOptions, run_scf  # noqa: E402
@@ -72,7 +73,8 @@ def bench(case: str, parts) -> dict:
     if "label" in parts:
         for xc in ("pbe", "hse06"):
             t3 = time.perf_counter()
-            mf = pyscf_cell_rks(cell, xc, st["auxbasis"], grids, 1e-10, 100, "ewald")
+            mf = run_pyscf(pyscf_cell_ks(cell, xc, st["auxbasis"], "ewald"), LabelSettings(),
+                           grids)
             row.update({f"pyscf_{xc}_s": time.perf_counter() - t3,
                         f"pyscf_{xc}_cycles": int(getattr(mf, "cycles", -1)),
                         f"pyscf_{xc}_converged": bool(mf.converged),
@@ -94,7 +96,7 @@ def main():
               f"Machine: {machine()}. Times in seconds, one process (`pbc_deepks_timing.py`). "
               "`projectors_s`: lattice-summed projector overlaps + the model's parameters; "
               "`*_compile_s`/`*_first_s`: first `run_scf` (compile, then the run); "
-              "`*_steady_s`: a second run; `pyscf_pbe_s`/`pyscf_hse06_s`: `pyscf_cell_rks` "
+              "`*_steady_s`: a second run; `pyscf_pbe_s`/`pyscf_hse06_s`: `pyscf_cell_ks + run_pyscf` "
               "(one label SCF each, conv_tol 1e-10, exxdiv ewald, GDF built inside).\n\n")
     report(header, rows, a.out)
 

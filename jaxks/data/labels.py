@@ -18,7 +18,7 @@ HSE06 is PySCF/libxc's ``"hse06"`` (HYB_GGA_XC_HSE06: ω = 0.11 Bohr⁻¹, 25 % 
 exchange). ``small_rho_cutoff = 0`` keeps every grid point so jaxks can reproduce the numbers.
 
 A periodic frame (``system.lattice`` set) is labelled at the Γ point with PySCF's cell code
-(:func:`jaxks.integrals.cell.pyscf_cell_rks`): ``pbc.dft.RKS(cell, xc, exxdiv=settings.exxdiv)
+(:func:`jaxks.integrals.cell.pyscf_cell_ks`): ``pbc.dft.RKS(cell, xc, exxdiv=settings.exxdiv)
 .density_fit(auxbasis)`` on the :func:`~jaxks.integrals.cell.make_cell` cell, ``BeckeGrids`` at
 ``grid_level`` (built once, shared), the same basis, auxiliary basis and tolerances; HSE06's
 short-range exchange is PySCF's for cells. Such a frame also stores ``lattice`` (Bohr), and
@@ -178,7 +178,13 @@ def pyscf_scf(mol, xc: str, settings: LabelSettings, grids):
     """The converged PySCF DF-RKS object for ``xc`` with the labelling settings (see module doc)."""
     from pyscf import dft
 
-    mf = dft.RKS(mol, xc=xc).density_fit(auxbasis=settings.auxbasis)
+    return run_pyscf(dft.RKS(mol, xc=xc).density_fit(auxbasis=settings.auxbasis), settings,
+                     grids)
+
+
+def run_pyscf(mf, settings: LabelSettings, grids):
+    """Run the PySCF mean-field object ``mf`` (molecule or cell) on ``grids`` with the
+    labelling tolerances, every grid point kept (``small_rho_cutoff = 0``); returns ``mf``."""
     mf.grids = grids
     mf.small_rho_cutoff = 0
     mf.conv_tol = settings.conv_tol
@@ -233,7 +239,7 @@ def pyscf_cell_label(system: System, settings: LabelSettings) -> dict[str, np.nd
     """Base and target labels of a periodic ``system`` at the Γ point from PySCF's cell code
     (see the module doc): the keys of :data:`FRAME_KEYS` plus ``lattice`` (Bohr) and
     ``has_forces`` (False; ``{tag}/forces`` NaN: PySCF has no Γ-point GDF gradients)."""
-    from jaxks.integrals.cell import gamma_matrices, make_cell, make_cell_grids, pyscf_cell_rks
+    from jaxks.integrals.cell import gamma_matrices, make_cell, make_cell_grids, pyscf_cell_ks
 
     cell = make_cell(system, basis=settings.basis)
     grids = make_cell_grids(cell, settings.grid_level)
@@ -243,8 +249,8 @@ def pyscf_cell_label(system: System, settings: LabelSettings) -> dict[str, np.nd
            "lattice": np.array(system.lattice, dtype=np.float64),
            "has_forces": np.array(False)}
     for tag in TAGS:
-        mf = pyscf_cell_rks(cell, getattr(settings, tag), settings.auxbasis, grids,
-                            settings.conv_tol, settings.max_cycle, settings.exxdiv)
+        mf = run_pyscf(pyscf_cell_ks(cell, getattr(settings, tag), settings.auxbasis,
+                                     settings.exxdiv), settings, grids)
         m = gamma_matrices(mf)
         out["overlap"] = m.pop("overlap")
         out.update({f"{tag}/{k}": v for k, v in m.items()})

@@ -282,35 +282,24 @@ def lattice_projector_overlaps(cell, projector_basis) -> np.ndarray:
     return _real(intor_cross("int1e_ovlp", cell, pcell), "projector overlap")
 
 
-def pyscf_cell_rks(cell, xc: str, auxbasis, grids, conv_tol: float, max_cycle: int,
-                   exxdiv: str = "ewald"):
-    """PySCF's converged Γ-point density-fitted RKS of a cell (the reference and labeller):
+def pyscf_cell_ks(cell, xc: str, auxbasis, exxdiv: str = "ewald"):
+    """PySCF's Γ-point density-fitted RKS object of a cell, not yet run (the reference and
+    the labeller, :func:`jaxks.data.labels.pyscf_cell_label`, set its grids and tolerances):
 
-        mf = pbc.dft.RKS(cell, xc=xc, exxdiv=exxdiv).density_fit(auxbasis)
-        mf.grids = grids (BeckeGrids), mf.small_rho_cutoff = 0; mf.kernel()
+        pbc.dft.RKS(cell, xc=xc, exxdiv=exxdiv).density_fit(auxbasis)
 
     A range-separated hybrid (``"hse06"``: ω = 0.11 Bohr⁻¹, 25 % short-range exact exchange)
     gets PySCF's short-range exchange for cells at Γ from the same GDF object (its
-    erfc-attenuated 3-centre integrals); ``exxdiv`` is PySCF's treatment of the G = 0
+    erfc-attenuated 3-centre integrals). ``exxdiv`` is PySCF's treatment of the G = 0
     exchange divergence: ``"ewald"`` (PySCF's default) adds the Madelung constant of the full
     Coulomb kernel times S Γ S to K, also to HSE06's short-range K (``df_jk.
     _ewald_exxdiv_for_G0`` takes no ω), ``"none"`` adds nothing; a semilocal functional has
-    no K and is unaffected.
-
-    Returns:
-        the PySCF mean-field object (``e_tot`` Hartree per cell; ``converged``, ``cycles``).
+    no K and is unaffected. Energies are per cell (Hartree).
     """
     from pyscf.pbc import dft as pbcdft
 
     exxdiv = None if exxdiv == "none" else exxdiv  # PySCF's spelling of "no correction"
-    mf = pbcdft.RKS(cell, xc=xc, exxdiv=exxdiv).density_fit(auxbasis=auxbasis)
-    mf.grids = grids
-    mf.small_rho_cutoff = 0
-    mf.conv_tol = conv_tol
-    mf.max_cycle = max_cycle
-    mf.verbose = 0
-    mf.kernel()
-    return mf
+    return pbcdft.RKS(cell, xc=xc, exxdiv=exxdiv).density_fit(auxbasis=auxbasis)
 
 
 def gamma_matrices(mf) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from jaxks.integrals.projectors import default_basis, projector_derivatives, pro
 from jaxks.scf import SCFOptions, run_scf
 from jaxks.system import InputError, System
 from tests.deepks.test_scf_deepks import random_model
-from tests.integrals.test_cell import AUX, WATER_BOX
+from tests.integrals.test_cell import AUX, H2_TRICLINIC
 
 #: a water in a 4.0 Å cube, off-centre and without symmetry: images overlap strongly
 WATER_SMALL = """3
@@ -26,12 +26,6 @@ Lattice="4.0 0.0 0.0 0.0 4.0 0.0 0.0 0.0 4.0" pbc="T T T"
 O   0.120000   0.310000  -0.050000
 H   0.857000   0.886000   0.040000
 H  -0.657000   0.846000   0.110000
-"""
-# two atoms in a skewed cell
-H2_TRICLINIC = """2
-Lattice="3.2 0.0 0.0 0.8 3.0 0.0 0.4 0.5 3.4" pbc="T T T"
-H   0.100000   0.200000   0.100000
-H   0.100000   0.200000   0.840000
 """
 
 
