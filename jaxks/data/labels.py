@@ -99,7 +99,9 @@ class LabelSettings:
             (``pbc.scf`` ``exxdiv``; ``"ewald"``, PySCF's default, or ``"none"``); clusters
             ignore it. PySCF adds the full-Coulomb Madelung shift to HSE06's short-range
             exchange too: for a water in a 4.5 Å cube (sto-3g) "ewald" and "none" differ by
-            0.26 Eh in E and 0.052 Eh in every occupied orbital energy.
+            0.26 Eh in E and 0.052 Eh in every occupied orbital energy. "ewald" is the
+            consistent one: a water in a 7 Å cube (sto-3g) lies −0.0180 Eh (HSE06, ewald)
+            and −0.0169 Eh (PBE) from the isolated molecule, +0.0967 Eh with "none".
     """
 
     base: str = "pbe"
