@@ -120,3 +120,14 @@ def test_deepks_scf_of_a_box():
     h = 1e-4
     fd = (float(energy(res.gamma + h * d, theta)) - float(energy(res.gamma - h * d, theta))) / (2 * h)
     assert abs(float(jnp.sum(v * d)) - fd) < 1e-7 * max(1.0, abs(fd))
+
+
+def test_large_cell_overlaps_are_molecular():
+    """In a 15 Å cube the images are out of reach: P is the molecule's (the limit)."""
+    text = WATER_SMALL.replace("4.0 0.0 0.0 0.0 4.0 0.0 0.0 0.0 4.0",
+                               "15.0 0.0 0.0 0.0 15.0 0.0 0.0 0.0 15.0")
+    system = System.from_xyz_string(text, basis="def2-svp")
+    p_cell = np.asarray(projector_overlaps(make_cell(system)).overlaps)
+    molecule = System(system.symbols, system.coords, basis="def2-svp")
+    p_mol = np.asarray(projector_overlaps(molecule.to_pyscf()).overlaps)
+    np.testing.assert_allclose(p_cell, p_mol, atol=1e-10)
