@@ -138,20 +138,9 @@ def test_deepks_model_forces_are_energy_derivatives(tmp_path):
     """With a model file the calculator runs DeePKS-SCF: the correction is not negligible and
     the forces (correction's explicit geometry dependence included) are −dE/dR by central
     finite differences of the calculator's own energies."""
-    import dataclasses
+    from tests.conftest import save_tiny_model
 
-    import jax
-    import jax.numpy as jnp
-
-    from jaxks.deepks import ModelConfig, init_model
-    from jaxks.integrals.projectors import default_basis
-
-    basis = default_basis()
-    config = ModelConfig(basis.shell_sections, hidden=(8, 8), elements=("H", "O"))
-    params = init_model(config, jax.random.PRNGKey(1))
-    params = dataclasses.replace(params, shift=jnp.full(config.ndesc, 0.2))
-    path = tmp_path / "model.npz"
-    jaxks.save_model(path, jaxks.DeePKSModel(config=config, params=params, basis=basis))
+    path = save_tiny_model(tmp_path / "model.npz")
     calc = jaxks.JaxksCalculator(model=str(path), **SETTINGS)
     atoms = dimer()
     atoms.calc = calc
@@ -193,20 +182,9 @@ def test_periodic_atoms_run_as_a_cell():
 def test_periodic_atoms_with_a_model(tmp_path):
     """A DeePKS model on a periodic Atoms runs the cell's DeePKS-SCF (the lattice-summed
     projector overlaps): its energy is the plain cell's moved by about E_δ."""
-    import dataclasses
+    from tests.conftest import save_tiny_model
 
-    import jax
-    import jax.numpy as jnp
-
-    from jaxks.deepks import ModelConfig, init_model
-    from jaxks.integrals.projectors import default_basis
-
-    basis = default_basis()
-    config = ModelConfig(basis.shell_sections, hidden=(8, 8), elements=("H", "O"))
-    params = init_model(config, jax.random.PRNGKey(1))
-    params = dataclasses.replace(params, shift=jnp.full(config.ndesc, 0.2))
-    path = tmp_path / "model.npz"
-    jaxks.save_model(path, jaxks.DeePKSModel(config=config, params=params, basis=basis))
+    path = save_tiny_model(tmp_path / "model.npz")
     atoms = Atoms("OH2", positions=[[0, 0, 0], [0.757, 0.586, 0], [-0.757, 0.586, 0]],
                   cell=[4.5, 4.5, 4.5], pbc=True)
     energies, terms = [], []

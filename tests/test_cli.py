@@ -167,20 +167,10 @@ def test_scf_model_on_a_periodic_box(tmp_path, capsys):
     model's settings (a tiny random model saved with sto-3g, grid level 0 settings): the JSON
     says periodic, carries the correction, and the energy moves from the plain PBE box by it
     (to first order: E_δ at the DeePKS density, not a cluster run)."""
-    import jax
-    import jax.numpy as jnp
+    from tests.conftest import save_tiny_model
 
-    from jaxks.deepks import DeePKSModel, ModelConfig, init_model, save_model
-    from jaxks.integrals.projectors import default_basis
-
-    basis = default_basis()
-    config = ModelConfig(basis.shell_sections, hidden=(8, 8))
-    params = init_model(config, jax.random.PRNGKey(1))
-    params = params.__class__(**{**params.__dict__, "shift": jnp.full(config.ndesc, 0.2)})
     settings = dict(basis="sto-3g", auxbasis="def2-universal-jkfit", grid_level=0, base="pbe")
-    path = tmp_path / "tiny.npz"
-    save_model(path, DeePKSModel(config=config, params=params, basis=basis, base_xc="pbe",
-                                 metadata=dict(settings=settings)))
+    path = save_tiny_model(tmp_path / "tiny.npz", metadata=dict(settings=settings))
     box = tmp_path / "box.extxyz"
     box.write_text(BOX_EXTXYZ)
     assert main(["scf", str(box), "--model", str(path), "--json"]) == 0
