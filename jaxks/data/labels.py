@@ -23,7 +23,8 @@ A periodic frame (``system.lattice`` set) is labelled at the Γ point with PySCF
 ``grid_level`` (built once, shared), the same basis, auxiliary basis and tolerances; HSE06's
 short-range exchange is PySCF's for cells. Such a frame also stores ``lattice`` (Bohr), and
 its forces are absent: PySCF 2.15 has no Γ-point gradients for GDF, so ``{tag}/forces`` is NaN
-and ``has_forces`` is False (the trainer refuses a force term on it). Energies are per cell.
+and ``has_forces`` is False (the trainer refuses a force term on it; without one, boxes
+and clusters train together). Energies are per cell.
 
 Label arrays (atomic units), ``{tag}`` ∈ {base, target}:
 
