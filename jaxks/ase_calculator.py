@@ -84,7 +84,7 @@ class JaxksCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         from jaxks.commands.scf import compute_forces
-        from jaxks.integrals import compute_integrals
+        from jaxks.integrals import compute_integrals, pyscf_system
         from jaxks.scf import run_scf
         from jaxks.system import System
 
@@ -94,7 +94,8 @@ class JaxksCalculator(Calculator):
             system = System.from_ase(self.atoms, basis=p.basis, auxbasis=p.auxbasis,
                                      grid_level=p.grid_level, charge=p.charge)
             ints = compute_integrals(system)
-            term, params = (self.model.prepare(system.to_pyscf()) if self.model is not None
+            # a periodic Atoms: the cell's lattice-summed projector overlaps at Γ
+            term, params = (self.model.prepare(pyscf_system(system)) if self.model is not None
                             else (None, None))
             guess = self._gamma
             if not p.reuse_density or guess is None or guess.shape != ints.S.shape:

@@ -51,3 +51,24 @@ def pyscf_rks(mol, xc, auxbasis, grids, conv_tol=1e-12, conv_tol_grad=1e-7):
     mf.kernel()
     assert mf.converged
     return mf
+
+
+def save_tiny_model(path, elements=("H", "O"), metadata=None, seed=1):
+    """Write a tiny random DeePKS model (default projectors, hidden (8, 8), input shift 0.2 so
+    the network sees O(1) values) to ``path``; ``metadata`` as the model file keeps it (e.g.
+    ``dict(settings=...)``). Returns ``path``."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxks.deepks import DeePKSModel, ModelConfig, init_model, save_model
+    from jaxks.integrals.projectors import default_basis
+
+    basis = default_basis()
+    config = ModelConfig(basis.shell_sections, hidden=(8, 8), elements=tuple(elements))
+    params = init_model(config, jax.random.PRNGKey(seed))
+    params = dataclasses.replace(params, shift=jnp.full(config.ndesc, 0.2))
+    save_model(path, DeePKSModel(config=config, params=params, basis=basis,
+                                 metadata=dict(metadata or {})))
+    return path

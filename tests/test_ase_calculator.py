@@ -138,20 +138,9 @@ def test_deepks_model_forces_are_energy_derivatives(tmp_path):
     """With a model file the calculator runs DeePKS-SCF: the correction is not negligible and
     the forces (correction's explicit geometry dependence included) are −dE/dR by central
     finite differences of the calculator's own energies."""
-    import dataclasses
+    from tests.conftest import save_tiny_model
 
-    import jax
-    import jax.numpy as jnp
-
-    from jaxks.deepks import ModelConfig, init_model
-    from jaxks.integrals.projectors import default_basis
-
-    basis = default_basis()
-    config = ModelConfig(basis.shell_sections, hidden=(8, 8), elements=("H", "O"))
-    params = init_model(config, jax.random.PRNGKey(1))
-    params = dataclasses.replace(params, shift=jnp.full(config.ndesc, 0.2))
-    path = tmp_path / "model.npz"
-    jaxks.save_model(path, jaxks.DeePKSModel(config=config, params=params, basis=basis))
+    path = save_tiny_model(tmp_path / "model.npz")
     calc = jaxks.JaxksCalculator(model=str(path), **SETTINGS)
     atoms = dimer()
     atoms.calc = calc
@@ -188,3 +177,20 @@ def test_periodic_atoms_run_as_a_cell():
     assert abs(e - mf.kernel()) < 1e-8
     with pytest.raises(InputError, match="forces is implemented for molecules"):
         atoms.get_forces()
+
+
+def test_periodic_atoms_with_a_model(tmp_path):
+    """A DeePKS model on a periodic Atoms runs the cell's DeePKS-SCF (the lattice-summed
+    projector overlaps): its energy is the plain cell's moved by about E_δ."""
+    from tests.conftest import save_tiny_model
+
+    path = save_tiny_model(tmp_path / "model.npz")
+    atoms = Atoms("OH2", positions=[[0, 0, 0], [0.757, 0.586, 0], [-0.757, 0.586, 0]],
+                  cell=[4.5, 4.5, 4.5], pbc=True)
+    energies, terms = [], []
+    for model in (None, str(path)):
+        atoms.calc = jaxks.JaxksCalculator(model=model, basis="sto-3g", grid_level=0)
+        energies.append(atoms.get_potential_energy() / EV_PER_HARTREE)
+        terms.append(float(atoms.calc.scf_result.parts.term))
+    assert terms[0] == 0.0 and abs(terms[1]) > 1e-5
+    assert abs(energies[1] - energies[0] - terms[1]) < 0.1 * abs(terms[1]) + 1e-6

@@ -46,7 +46,10 @@ def register(sub) -> None:
         "functional (same basis, auxiliary basis and grid): total energy, forces, Fock matrix, "
         "overlap, orbital energies and coefficients, density matrix, converged flag, cycles. "
         "Resumable: repeat the same command after an interruption and finished frames are "
-        "skipped. Atomic units on disk (Bohr, Hartree).")
+        "skipped. Atomic units on disk (Bohr, Hartree). A periodic frame (extxyz with "
+        "Lattice=) is labelled at the Gamma point with PySCF's cell code (energies per cell, "
+        "the lattice stored; no forces: stored as NaN, PySCF has no Gamma-point GDF "
+        "gradients).")
     p.add_argument("input", help="xyz/extxyz file (Angstrom), DeePKS-kit system folder, "
                    "builtin:NAME, or any file ASE reads")
     p.add_argument("--base", default="pbe", help="base functional (default: pbe)")
@@ -62,6 +65,9 @@ def register(sub) -> None:
                    help="include the grid-weight response in the forces")
     p.add_argument("--charge", type=int, default=0,
                    help="total charge when the input does not give one (default: 0)")
+    p.add_argument("--exxdiv", default="ewald", choices=["ewald", "none"],
+                   help="periodic frames: PySCF's treatment of the G = 0 exchange divergence "
+                   "(default: ewald, PySCF's; its GDF supports ewald or none)")
     p.add_argument("--frames", default=None, metavar="SLICE",
                    help="label only these frames, Python slice syntax, e.g. 0:10 or ::2")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
@@ -144,10 +150,12 @@ def run_label(args) -> int:
     settings = LabelSettings(base=args.base, target=args.target, basis=args.basis,
                              auxbasis=args.auxbasis, grid_level=args.grid_level,
                              conv_tol=args.conv_tol, max_cycle=args.max_cycles,
-                             grid_response=args.grid_response, labeller=args.engine)
+                             grid_response=args.grid_response, labeller=args.engine,
+                             exxdiv=args.exxdiv)
     systems = read_frames(args.input, charge=args.charge)
-    for s in systems:
-        require_cluster(s, "jaxks label")
+    if settings.labeller != "pyscf":  # periodic frames: PySCF's cell code at Γ only
+        for s in systems:
+            require_cluster(s, f"jaxks label --engine {settings.labeller}")
     indices = list(range(len(systems)))
     if args.frames:
         indices = indices[_parse_slice(args.frames)]

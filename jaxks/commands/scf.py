@@ -17,7 +17,7 @@ def register(sub) -> None:
                        description="Restricted Kohn-Sham SCF with density-fitted Coulomb. "
                        "Energies are printed in Hartree (Eh) and eV. An extended xyz with "
                        "Lattice=\"...\" (and pbc=\"T T T\") is a periodic cell, computed "
-                       "at the Gamma point (PBE, LDA; no forces, model or hybrid yet).")
+                       "at the Gamma point (PBE, LDA, DeePKS models; no forces or hybrid yet).")
     p.add_argument("xyz", help="geometry file (xyz or extended xyz, Angstrom; the first frame "
                    "is used)")
     add_system_arguments(p)
@@ -171,7 +171,7 @@ def print_summary(s: dict, out=None) -> None:
 
 
 def run(args) -> int:
-    from jaxks.integrals import compute_integrals
+    from jaxks.integrals import compute_integrals, pyscf_system
     from jaxks.scf import run_scf
     from jaxks.system import System, require_cluster
 
@@ -185,13 +185,12 @@ def run(args) -> int:
     functional = resolve_functional(xc)
     system = System.from_xyz(args.xyz, basis=args.basis, auxbasis=args.auxbasis,
                              grid_level=args.grid_level, charge=args.charge)
-    if model is not None:
-        require_cluster(system, "DeePKS-SCF (--model)")
     if args.forces:  # before the SCF, not after it
         require_cluster(system, "forces")
     t0 = time.perf_counter()
     ints = compute_integrals(system, omega=sr_omega(functional))
-    term, params = model.prepare(system.to_pyscf()) if model else (None, None)
+    # a cell's projector overlaps are lattice sums at Γ (jaxks.integrals.cell)
+    term, params = model.prepare(pyscf_system(system)) if model else (None, None)
     t_int = time.perf_counter() - t0
     result, timings = run_scf(ints, functional, term=term, params=params, options=scf_options(args),
                               warn=False, return_timings=True)

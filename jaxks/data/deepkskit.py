@@ -286,6 +286,11 @@ def _export_groups(dataset, keys, include_unconverged: bool):
     with ``include_unconverged``; ``data["index"]`` holds their frame indices."""
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     for group in ds.groups:
+        if ds.group_info(group).get("periodic"):
+            # DeePKS-kit's periodic folders (box.npy) are not written: a box must not be
+            # exported as a cluster
+            raise InputError(f"{ds.folder}: group {group} holds periodic cells; exporting "
+                             "periodic frames to DeePKS-kit folders is not supported")
         data = ds.stack(group, keys, converged_only=not include_unconverged)
         if len(data["index"]):
             yield ds, group, data

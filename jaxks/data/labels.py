@@ -17,6 +17,15 @@ same basis, auxiliary basis and integration grid:
 HSE06 is PySCF/libxc's ``"hse06"`` (HYB_GGA_XC_HSE06: ω = 0.11 Bohr⁻¹, 25 % short-range exact
 exchange). ``small_rho_cutoff = 0`` keeps every grid point so jaxks can reproduce the numbers.
 
+A periodic frame (``system.lattice`` set) is labelled at the Γ point with PySCF's cell code
+(:func:`jaxks.integrals.cell.pyscf_cell_ks`): ``pbc.dft.RKS(cell, xc, exxdiv=settings.exxdiv)
+.density_fit(auxbasis)`` on the :func:`~jaxks.integrals.cell.make_cell` cell, ``BeckeGrids`` at
+``grid_level`` (built once, shared), the same basis, auxiliary basis and tolerances; HSE06's
+short-range exchange is PySCF's for cells. Such a frame also stores ``lattice`` (Bohr), and
+its forces are absent: PySCF 2.15 has no Γ-point gradients for GDF, so ``{tag}/forces`` is NaN
+and ``has_forces`` is False (the trainer refuses a force term on it; without one, boxes
+and clusters train together). Energies are per cell.
+
 Label arrays (atomic units), ``{tag}`` ∈ {base, target}:
 
 ================  ==============  ==========================================================
@@ -35,6 +44,8 @@ overlap           [nao, nao]      AO overlap S
 {tag}/dm          [nao, nao]      AO density matrix Γ = C n Cᵀ (electrons)
 {tag}/converged   []              SCF converged (bool); unconverged frames are kept, flagged
 {tag}/cycles      []              SCF iterations (int64)
+lattice           [3, 3]          periodic frames only: lattice vectors, rows (Bohr)
+has_forces        []              periodic frames only: False, ``{tag}/forces`` is NaN
 ================  ==============  ==========================================================
 
 PySCF's final orbitals are the eigenvectors of the Fock matrix of the previous density, so
@@ -51,6 +62,9 @@ import numpy as np
 from jaxks.system import InputError, System, require_cluster
 
 TAGS = ("base", "target")
+#: PySCF's ``exxdiv`` choices for the exchange divergence of periodic cells that its GDF
+#: supports (``"none"``: PySCF's None, no correction).
+EXXDIV = ("ewald", "none")
 GEOMETRY_KEYS = ("atomic_numbers", "coords", "charge", "overlap")
 TAGGED_KEYS = ("energy", "forces", "fock", "mo_energy", "mo_coeff", "mo_occ", "dm",
                "converged", "cycles")
@@ -60,12 +74,13 @@ FRAME_KEYS = GEOMETRY_KEYS + tuple(f"{t}/{k}" for t in TAGS for k in TAGGED_KEYS
 UNITS = {"atomic_numbers": "1", "coords": "Bohr", "charge": "e", "overlap": "1",
          "energy": "Hartree", "forces": "Hartree/Bohr", "fock": "Hartree",
          "mo_energy": "Hartree", "mo_coeff": "1", "mo_occ": "electrons", "dm": "electrons",
-         "converged": "bool", "cycles": "iterations"}
+         "converged": "bool", "cycles": "iterations", "lattice": "Bohr", "has_forces": "bool"}
 #: Shapes of every label, symbolically.
 SHAPES = {"atomic_numbers": "[natoms]", "coords": "[natoms, 3]", "charge": "[]",
           "overlap": "[nao, nao]", "energy": "[]", "forces": "[natoms, 3]",
           "fock": "[nao, nao]", "mo_energy": "[nmo]", "mo_coeff": "[nao, nmo]",
-          "mo_occ": "[nmo]", "dm": "[nao, nao]", "converged": "[]", "cycles": "[]"}
+          "mo_occ": "[nmo]", "dm": "[nao, nao]", "converged": "[]", "cycles": "[]",
+          "lattice": "[3, 3]", "has_forces": "[]"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +96,13 @@ class LabelSettings:
         max_cycle: SCF iteration limit.
         grid_response: include the grid-weight response in the forces.
         labeller: name of the labeller in :data:`LABELLERS`.
+        exxdiv: PySCF's treatment of the G = 0 exchange divergence in periodic frames
+            (``pbc.scf`` ``exxdiv``; ``"ewald"``, PySCF's default, or ``"none"``); clusters
+            ignore it. PySCF adds the full-Coulomb Madelung shift to HSE06's short-range
+            exchange too: for a water in a 4.5 Å cube (sto-3g) "ewald" and "none" differ by
+            0.26 Eh in E and 0.052 Eh in every occupied orbital energy. "ewald" is the
+            consistent one: a water in a 7 Å cube (sto-3g) lies −0.0180 Eh (HSE06, ewald)
+            and −0.0169 Eh (PBE) from the isolated molecule, +0.0967 Eh with "none".
     """
 
     base: str = "pbe"
@@ -92,6 +114,7 @@ class LabelSettings:
     max_cycle: int = 100
     grid_response: bool = False
     labeller: str = "pyscf"
+    exxdiv: str = "ewald"
 
     def __post_init__(self):
         for tag in TAGS:
@@ -104,6 +127,8 @@ class LabelSettings:
             raise InputError(f"unknown labeller {self.labeller!r}; known: {sorted(LABELLERS)}")
         if self.labeller == "jaxks":
             _jaxks_functionals(self)
+        if self.exxdiv not in EXXDIV:
+            raise InputError(f"exxdiv must be one of {EXXDIV}, got {self.exxdiv!r}")
         object.__setattr__(self, "base", self.base.lower())
         object.__setattr__(self, "target", self.target.lower())
         object.__setattr__(self, "grid_level", int(self.grid_level))
@@ -126,11 +151,14 @@ class LabelSettings:
 
 
 def label_system(labels: dict, settings: LabelSettings) -> System:
-    """The :class:`System` of a label dict (atomic numbers, Bohr coordinates, charge) with the
-    basis, auxiliary basis and grid the labels were made with."""
+    """The :class:`System` of a label dict (atomic numbers, Bohr coordinates, charge, and the
+    lattice of a periodic frame) with the basis, auxiliary basis and grid the labels were made
+    with."""
+    lattice = labels.get("lattice")
     return System(tuple(int(z) for z in labels["atomic_numbers"]), labels["coords"],
                   charge=int(labels["charge"]), basis=settings.basis,
-                  auxbasis=settings.auxbasis, grid_level=settings.grid_level)
+                  auxbasis=settings.auxbasis, grid_level=settings.grid_level,
+                  lattice=None if lattice is None else np.asarray(lattice, dtype=np.float64))
 
 
 def check_functional(xc: str) -> None:
@@ -153,7 +181,13 @@ def pyscf_scf(mol, xc: str, settings: LabelSettings, grids):
     """The converged PySCF DF-RKS object for ``xc`` with the labelling settings (see module doc)."""
     from pyscf import dft
 
-    mf = dft.RKS(mol, xc=xc).density_fit(auxbasis=settings.auxbasis)
+    return run_pyscf(dft.RKS(mol, xc=xc).density_fit(auxbasis=settings.auxbasis), settings,
+                     grids)
+
+
+def run_pyscf(mf, settings: LabelSettings, grids):
+    """Run the PySCF mean-field object ``mf`` (molecule or cell) on ``grids`` with the
+    labelling tolerances, every grid point kept (``small_rho_cutoff = 0``); returns ``mf``."""
     mf.grids = grids
     mf.small_rho_cutoff = 0
     mf.conv_tol = settings.conv_tol
@@ -173,7 +207,8 @@ def pyscf_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray
     """
     from pyscf import dft
 
-    require_cluster(system, "labelling (base and target SCF with forces)")
+    if system.lattice is not None:
+        return pyscf_cell_label(system, settings)
     mol = system.to_pyscf(basis=settings.basis)
     grids = dft.gen_grid.Grids(mol)
     grids.level = settings.grid_level
@@ -197,6 +232,34 @@ def pyscf_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray
             f"{tag}/mo_coeff": np.asarray(mf.mo_coeff, dtype=np.float64),
             f"{tag}/mo_occ": np.asarray(mf.mo_occ, dtype=np.float64),
             f"{tag}/dm": np.asarray(dm, dtype=np.float64),
+            f"{tag}/converged": np.array(bool(mf.converged)),
+            f"{tag}/cycles": np.array(int(getattr(mf, "cycles", -1)), dtype=np.int64),
+        })
+    return out
+
+
+def pyscf_cell_label(system: System, settings: LabelSettings) -> dict[str, np.ndarray]:
+    """Base and target labels of a periodic ``system`` at the Γ point from PySCF's cell code
+    (see the module doc): the keys of :data:`FRAME_KEYS` plus ``lattice`` (Bohr) and
+    ``has_forces`` (False; ``{tag}/forces`` NaN: PySCF has no Γ-point GDF gradients)."""
+    from jaxks.integrals.cell import gamma_matrices, make_cell, make_cell_grids, pyscf_cell_ks
+
+    cell = make_cell(system, basis=settings.basis)
+    grids = make_cell_grids(cell, settings.grid_level)
+    out = {"atomic_numbers": np.asarray(system.atomic_numbers, dtype=np.int64),
+           "coords": np.array(system.coords, dtype=np.float64),
+           "charge": np.array(system.charge, dtype=np.int64),
+           "lattice": np.array(system.lattice, dtype=np.float64),
+           "has_forces": np.array(False)}
+    for tag in TAGS:
+        mf = run_pyscf(pyscf_cell_ks(cell, getattr(settings, tag), settings.auxbasis,
+                                     settings.exxdiv), settings, grids)
+        m = gamma_matrices(mf)
+        out["overlap"] = m.pop("overlap")
+        out.update({f"{tag}/{k}": v for k, v in m.items()})
+        out.update({
+            f"{tag}/energy": np.array(mf.e_tot, dtype=np.float64),
+            f"{tag}/forces": np.full((system.n_atoms, 3), np.nan),
             f"{tag}/converged": np.array(bool(mf.converged)),
             f"{tag}/cycles": np.array(int(getattr(mf, "cycles", -1)), dtype=np.int64),
         })

@@ -98,19 +98,20 @@ def _group_names(folder: str, systems: Sequence[System]) -> list[str]:
         if os.path.isfile(gfile):
             with open(gfile) as f:
                 g = json.load(f)
-            taken[name] = (tuple(g["symbols"]), int(g["charge"]))
+            taken[name] = (tuple(g["symbols"]), int(g["charge"]), bool(g.get("periodic", False)))
     by_key = {k: n for n, k in taken.items()}
     names = []
     for s in systems:
-        key = (s.symbols, s.charge)
+        # a periodic cell and a cluster of the same atoms are different systems (own group)
+        key = (s.symbols, s.charge, s.lattice is not None)
         if key not in by_key:
-            name = group_base_name(s.symbols, s.charge)
+            name = group_base_name(s.symbols, s.charge) + ("_pbc" if key[2] else "")
             if name in taken:
                 name += "_" + hashlib.sha1(" ".join(s.symbols).encode()).hexdigest()[:8]
             os.makedirs(os.path.join(folder, name), exist_ok=True)
             write_json(os.path.join(folder, name, GROUP_FILE),
                        dict(symbols=list(s.symbols), atomic_numbers=s.atomic_numbers.tolist(),
-                            charge=s.charge, n_atoms=s.n_atoms))
+                            charge=s.charge, n_atoms=s.n_atoms, periodic=key[2]))
             taken[name] = key
             by_key[key] = name
         names.append(by_key[key])
@@ -121,7 +122,10 @@ def _same_geometry(arrays: dict, header: dict, system: System) -> bool:
     return (tuple(header.get("symbols", ())) == system.symbols
             and int(arrays["charge"]) == system.charge
             and arrays["coords"].shape == system.coords.shape
-            and np.allclose(arrays["coords"], system.coords, rtol=0, atol=1e-9))
+            and np.allclose(arrays["coords"], system.coords, rtol=0, atol=1e-9)
+            and ("lattice" in arrays) == (system.lattice is not None)
+            and (system.lattice is None
+                 or np.allclose(arrays["lattice"], system.lattice, rtol=0, atol=1e-9)))
 
 
 # --------------------------------------------------------------------------- workers
@@ -173,7 +177,7 @@ def label_frames(systems: Sequence[System], out, settings: LabelSettings, worker
         raise DataFileError("frame indices must be unique, one per system")
     get_labeller(settings.labeller)
     if systems:  # fail early and clearly on a basis that does not cover the elements
-        systems[0].to_pyscf(basis=settings.basis)
+        systems[0].replace(lattice=None).to_pyscf(basis=settings.basis)  # (elements only)
     open_for_writing(out, settings, extra=dict(source=source))
     clean_stale_temporaries(out)
     groups = _group_names(out, systems)

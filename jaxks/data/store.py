@@ -12,7 +12,8 @@ Layout of a dataset folder (``jaxks label ... --out data/w4``)::
       H6O3/ ...
 
 Group folders are named by the Hill formula (``H4O2``), with ``_q+1``/``_q-1`` for charged
-systems and a short hash when the same formula appears with a different atom order.
+systems, ``_pbc`` for periodic cells (``group.json``: ``periodic: true``; the frames hold their
+``lattice``) and a short hash when the same formula appears with a different atom order.
 
 Each ``frame_NNNNNN.npz`` is a plain NumPy ``.npz`` (a zip of ``.npy`` files) holding the
 label arrays of :mod:`jaxks.data.labels` (``coords``, ``overlap``, ``base/energy``,

@@ -398,6 +398,18 @@ def compute_integrals(system: System, *, block_size: int | None = None,
                                 omega=omega)
 
 
+def pyscf_system(system: System):
+    """The PySCF object of ``system``: a ``pbc.gto.Cell`` for a periodic cell
+    (:func:`jaxks.integrals.cell.make_cell`), else a ``Mole`` (:meth:`System.to_pyscf`). The
+    DeePKS projector overlaps (:func:`jaxks.integrals.projectors.projector_overlaps`) take
+    either."""
+    if system.lattice is not None:
+        from jaxks.integrals import cell as pbc
+
+        return pbc.make_cell(system)
+    return system.to_pyscf()
+
+
 def integrals_from_pyscf(mol, auxbasis, grid_level: int, *, grids=None,
                          block_size: int | None = None, ao_cutoff: float | None = AO_CUTOFF,
                          pair_cutoff: float | None = DF_PAIR_CUTOFF, return_timings: bool = False,

@@ -253,6 +253,66 @@ def image_basis(cell, points: np.ndarray, cutoff: float = AO_CUTOFF) -> BasisDat
     return periodic_basis(cell_bd, parents, shifts)
 
 
+def projector_cell(cell, projector_basis):
+    """A PySCF ``Cell`` of ghost atoms (symbol X: no charge, no electrons) carrying the DeePKS
+    projector basis ``projector_basis`` (PySCF's list format) at the nuclei of ``cell``, with
+    the same lattice and ``precision`` (Bohr)."""
+    from pyscf.pbc import gto as pbcgto
+
+    pcell = pbcgto.Cell()
+    pcell.build(atom=[["X", c] for c in cell.atom_coords(unit="Bohr")], unit="Bohr",
+                a=np.asarray(cell.lattice_vectors()), basis={"X": projector_basis}, cart=False,
+                precision=cell.precision, dimension=3, verbose=0, dump_input=False)
+    return pcell
+
+
+def lattice_projector_overlaps(cell, projector_basis) -> np.ndarray:
+    """Γ-point DeePKS projector overlaps of a cell [nao, natm · nproj] (dimensionless):
+
+        P^I_{μ,k} = Σ_T ⟨χ_μ(r − R_μ − T) | α_k(r − R_I)⟩,
+
+    the overlap of the lattice-summed AO φ_μ (the Γ-point Bloch sum) with atom I's projector
+    α^I_k in the home cell, summed over every translation T = n·A within PySCF's cut-off
+    (``pbc.gto.cell.intor_cross`` at k = 0 on the cell and its ghost-atom projector cell,
+    :func:`projector_cell`). At Γ the sum is the same whether the AO or the projector is
+    translated, so a lattice translation of every atom leaves P unchanged."""
+    from pyscf.pbc.gto.cell import intor_cross
+
+    pcell = projector_cell(cell, projector_basis)
+    return _real(intor_cross("int1e_ovlp", cell, pcell), "projector overlap")
+
+
+def pyscf_cell_ks(cell, xc: str, auxbasis, exxdiv: str = "ewald"):
+    """PySCF's Γ-point density-fitted RKS object of a cell, not yet run (the reference and
+    the labeller, :func:`jaxks.data.labels.pyscf_cell_label`, set its grids and tolerances):
+
+        pbc.dft.RKS(cell, xc=xc, exxdiv=exxdiv).density_fit(auxbasis)
+
+    A range-separated hybrid (``"hse06"``: ω = 0.11 Bohr⁻¹, 25 % short-range exact exchange)
+    gets PySCF's short-range exchange for cells at Γ from the same GDF object (its
+    erfc-attenuated 3-centre integrals). ``exxdiv`` is PySCF's treatment of the G = 0
+    exchange divergence: ``"ewald"`` (PySCF's default) adds the Madelung constant of the full
+    Coulomb kernel times S Γ S to K, also to HSE06's short-range K (``df_jk.
+    _ewald_exxdiv_for_G0`` takes no ω), ``"none"`` adds nothing; a semilocal functional has
+    no K and is unaffected. Energies are per cell (Hartree).
+    """
+    from pyscf.pbc import dft as pbcdft
+
+    exxdiv = None if exxdiv == "none" else exxdiv  # PySCF's spelling of "no correction"
+    return pbcdft.RKS(cell, xc=xc, exxdiv=exxdiv).density_fit(auxbasis=auxbasis)
+
+
+def gamma_matrices(mf) -> dict[str, np.ndarray]:
+    """The real Γ-point arrays of a converged PySCF cell RKS ``mf``: ``overlap`` S, ``fock``
+    F[Γ] (Hartree), ``mo_energy`` ε (Hartree), ``mo_coeff`` C, ``mo_occ`` and ``dm`` Γ = C n Cᵀ
+    (electrons); [nao, nao] / [nmo] / [nao, nmo]."""
+    dm = _real(mf.make_rdm1(), "density matrix")
+    return dict(overlap=_real(mf.get_ovlp(), "overlap"), fock=_real(mf.get_fock(dm=dm), "Fock"),
+                mo_energy=np.asarray(mf.mo_energy, dtype=np.float64),
+                mo_coeff=_real(mf.mo_coeff, "orbital coefficients"),
+                mo_occ=np.asarray(mf.mo_occ, dtype=np.float64), dm=dm)
+
+
 def minao_guess(cell) -> np.ndarray:
     """PySCF's MINAO initial density matrix of the cell at Γ [nao, nao]."""
     from pyscf.pbc import dft as pbcdft

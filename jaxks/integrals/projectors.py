@@ -274,6 +274,13 @@ def projector_mol(mol, basis: ProjectorBasis | None = None):
     return pmol
 
 
+def _is_cell(mol) -> bool:
+    """True for a PySCF periodic ``Cell`` (its AOs are lattice sums at Γ)."""
+    from pyscf.pbc import gto as pbcgto
+
+    return isinstance(mol, pbcgto.Cell)
+
+
 def _check_mol(mol):
     if mol.cart:
         raise InputError("DeePKS projectors need spherical orbital basis functions "
@@ -283,8 +290,12 @@ def _check_mol(mol):
 def projector_overlaps(mol, basis: ProjectorBasis | None = None) -> ProjectorData:
     """P[μ, I, k] = ⟨φ_μ|α^I_k⟩ for every atom I (PySCF ``int1e_ovlp`` cross integrals).
 
+    For a periodic ``Cell``, φ_μ is the Γ-point lattice sum Σ_T χ_μ(r − T) and
+    P[μ, I, k] = Σ_T ⟨χ_μ(r − T)|α^I_k⟩ (:func:`jaxks.integrals.cell.lattice_projector_overlaps`),
+    so descriptors, V_δ and the DeePKS-SCF of a cell are those of a molecule with this P.
+
     Args:
-        mol: PySCF ``Mole`` of the system (spherical AOs).
+        mol: PySCF ``Mole`` or periodic ``pbc.gto.Cell`` of the system (spherical AOs).
         basis: projector basis (default: DeePKS-kit's).
     Returns:
         :class:`ProjectorData` with overlaps [nao, natm, nproj].
@@ -293,8 +304,13 @@ def projector_overlaps(mol, basis: ProjectorBasis | None = None) -> ProjectorDat
 
     _check_mol(mol)
     basis = resolve_basis(basis)
-    pmol = projector_mol(mol, basis)
-    s = gto.intor_cross("int1e_ovlp", mol, pmol)
+    if _is_cell(mol):
+        # a periodic cell at Γ: the Bloch-summed AOs against every atom's projectors
+        from jaxks.integrals.cell import lattice_projector_overlaps
+
+        s = lattice_projector_overlaps(mol, basis.to_pyscf())
+    else:
+        s = gto.intor_cross("int1e_ovlp", mol, projector_mol(mol, basis))
     return ProjectorData(jnp.asarray(s.reshape(mol.nao, mol.natm, basis.n_proj)),
                          shells=basis.shell_structure)
 
@@ -310,6 +326,9 @@ def projector_derivatives(mol, basis: ProjectorBasis | None = None) -> Projector
     from pyscf import gto
 
     _check_mol(mol)
+    if _is_cell(mol):
+        raise InputError("DeePKS forces of a periodic cell are not implemented (no Γ-point "
+                         "gradients for cells in jaxks yet)")
     basis = resolve_basis(basis)
     pmol = projector_mol(mol, basis)
     nao, natm, nproj = mol.nao, mol.natm, basis.n_proj

@@ -19,7 +19,7 @@ from jaxks.data.labels import label_system
 from jaxks.deepks.model import element_onehot
 from jaxks.integrals.projectors import ProjectorBasis, projector_derivatives, projector_overlaps
 from jaxks.forces import ForceIntegrals, force_integrals
-from jaxks.integrals import Integrals, compute_integrals
+from jaxks.integrals import Integrals, compute_integrals, pyscf_system
 from jaxks.system import System
 from jaxks.train.losses import OrbitalWindow, default_window, group_mask
 
@@ -108,20 +108,38 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
             same basis, auxiliary basis and grid are used here).
         basis: projector basis of the model.
         elements: the model's element table (for per-element constants).
-        with_forces: compute the force and projector derivative integrals.
+        with_forces: compute the force and projector derivative integrals. A periodic frame
+            (``lattice`` in its labels; no force labels) needs ``with_forces=False``
+            (InputError otherwise); it gets the cell's screened Γ-point integrals and its own
+            bucket key (the screen and image basis depend on the geometry).
         block_size: grid block size (fixed, so padded sizes are comparable).
     """
     records = []
     omega = _base_omega(settings.base)
     for k, labels in enumerate(label_frames):
         system = label_system(labels, settings)
-        mol = system.to_pyscf()
-        # unscreened: the AO screen's padded shapes depend on the geometry, and the frames of
-        # one bucket are stacked into one array per field (one compiled step per composition)
-        ints = compute_integrals(system, block_size=block_size, ao_cutoff=None,
-                                 pair_cutoff=None, omega=omega)
-        # from the Mole, not the System: no grid geometry (no grid response in training)
-        fints = force_integrals(mol, settings.auxbasis, omega=omega) if with_forces else None
+        if system.lattice is not None:
+            # periodic frames (jaxks label at Γ) carry NaN forces and need the cell's AO screen
+            from jaxks.system import InputError
+
+            if with_forces:
+                raise InputError(f"frame {k} ({system.formula}) is a periodic cell: it has no "
+                                 "force labels (PySCF has no Γ-point GDF gradients); train "
+                                 "without a force term")
+            # a cell sums AO images through the screen, whose shapes depend on the geometry:
+            # each periodic frame is its own bucket (its own key below)
+            mol = pyscf_system(system)
+            ints = compute_integrals(system, block_size=block_size, omega=omega)
+            fints = None
+        else:
+            mol = system.to_pyscf()
+            # unscreened: the AO screen's padded shapes depend on the geometry, and the frames
+            # of one bucket are stacked into one array per field (one compiled step per
+            # composition)
+            ints = compute_integrals(system, block_size=block_size, ao_cutoff=None,
+                                     pair_cutoff=None, omega=omega)
+            # from the Mole, not the System: no grid geometry (no grid response in training)
+            fints = force_integrals(mol, settings.auxbasis, omega=omega) if with_forces else None
         pdata = projector_overlaps(mol, basis)
         pder = projector_derivatives(mol, basis) if with_forces else None
         z = system.atomic_numbers
@@ -139,7 +157,10 @@ def prepare_frames(label_frames: Sequence[dict], settings, basis: ProjectorBasis
                       onehot=jnp.asarray(element_onehot(system.symbols, elements)
                                          if len(elements) else np.zeros((system.n_atoms, 0))),
                       target=target, window=window, n_atoms=system.n_atoms)
-        records.append(FrameRecord(frame, system, composition_key(system, ints.nao), base,
+        key = composition_key(system, ints.nao)
+        if system.lattice is not None:
+            key += f"-cell{k}"
+        records.append(FrameRecord(frame, system, key, base,
                                    sources[k] if sources else ""))
     # one grid size per composition: one compiled loss per composition
     largest: dict[str, int] = {}

@@ -193,8 +193,10 @@ def test_periodic_boxes(tmp_path):
     x = dft.coords.reshape(2, 3, 3)
     assert dft.lattice is not None and dft.info["intramolecular"] == "dft"
     assert np.linalg.norm(x[:, 1:] - x[:, :1], axis=-1).mean() < 1.0
-    # labelling is for clusters only: refused before any calculation, not run as a cluster
-    assert main(["label", str(path), "--out", str(tmp_path / "data"), "--quiet"]) == 2
+    # the jaxks labeller is for clusters only: refused before any calculation, not run as a
+    # cluster (PySCF labels boxes: tests/data/test_cell_labels.py)
+    assert main(["label", str(path), "--out", str(tmp_path / "data"), "--quiet",
+                 "--engine", "jaxks"]) == 2
     assert not (tmp_path / "data").exists()
 
 
