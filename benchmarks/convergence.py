@@ -162,6 +162,9 @@ def main(argv=None) -> int:
         print(f"convergence: [{k + 1}/{len(todo)}] {name} {method} fallback={on}: "
               f"converged={rec['converged']} cycles={rec['cycles']} rung={rec['fallback']} "
               f"({rec['wall_s']:.1f} s)", file=sys.stderr, flush=True)
+        if args.out:  # the table so far: an interrupted run still leaves its results
+            with open(args.out, "w") as f:
+                f.write(table(done, structures, args.model, model))
     text = table(done, structures, args.model, model)
     print(text)
     if args.out:

@@ -337,6 +337,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="data/trials")
     p.add_argument("--table", default="benchmarks/results/accuracy.md")
     p.add_argument("--list", action="store_true", help="list the trials and exit")
+    p.add_argument("--table-only", action="store_true",
+                   help="rewrite the table from the finished trials under --out and exit")
     p.add_argument("--subprocess", action="store_true",
                    help="train and evaluate through the jaxks commands, one process per trial "
                    "(default: all trials in this process, frames loaded once)")
@@ -366,18 +368,20 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "norms.json"), "w") as f:
         json.dump(norms, f, indent=1)
-    rows = []
-    records = None if args.subprocess else Records(train, tests)
-    for name in args.trials or list(TRIALS):
-        rows.append(run_trial(name, TRIALS[name], args.root, args.out, norms, train, tests,
-                              records))
-        done = [json.load(open(r)) for r in sorted(glob.glob(os.path.join(args.out, "*",
-                                                                           "row.json")))]
+    records = None if (args.subprocess or args.table_only) else Records(train, tests)
+    for name in ([] if args.table_only else (args.trials or list(TRIALS))) + [None]:
+        if name is not None:
+            run_trial(name, TRIALS[name], args.root, args.out, norms, train, tests, records)
+        done = [json.load(open(r)) for r in glob.glob(os.path.join(args.out, "*", "row.json"))]
+        done.sort(key=lambda r: (int("".join(c for c in r["name"].split("-")[0] if c.isdigit())
+                                     or 0), r["name"]))
         header = (f"## Recipe trials (`python benchmarks/recipe_trials.py`, "
                   f"{time.strftime('%Y-%m-%d')})\n\nMachine: {machine()}, shared with other "
                   "jobs (wall times inflated). Cells: eigenvalue RMSE (meV, valence + LUMO) / gap"
                   " MAE (meV) / energy MAE (meV/atom) / force RMSE (meV/Å) / DeePKS-SCF "
                   "converged fraction, by full DeePKS-SCF of every held-out frame against HSE06."
+                  " Train wall: seconds inside training (density refreshes included; loading "
+                  "the frames' integrals, once per process, not)."
                   f" Normalisers L(PBE) on the training frames (Hartree, Bohr units): "
                   + ", ".join(f"{k} {v:.3g}" for k, v in norms.items()) + ".\n\n"
                   "Geometries of the training and held-out sets (the trials' data; "
