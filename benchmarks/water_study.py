@@ -189,11 +189,18 @@ def model_card(name: str, tables: dict, ci: dict, config: str, wall: list[str]) 
     """The model card (Markdown) of the shipped water model."""
     from jaxks.train.evaluate import METRICS
 
+    _, sets = _spec(name)
+    trained = [t for t in TRAIN_SETS if sets is None or t[0] in sets]
+    made_by = (f" — the recipe trial `{TRIAL_RUNS[name][0]}` of `benchmarks/recipe_trials.py` "
+               "(its output folder stands in for the run: same data, same configuration)"
+               if name in TRIAL_RUNS else "")
+
     lines = [
         "# Model card: `water` (PBE → HSE06 DeePKS-ES correction for water)", "",
         "Load: `jaxks scf cluster.xyz --model water [--forces]`, or "
         "`jaxks.load_model(\"water\")`. Made by `python benchmarks/water_study.py` "
-        f"(run `{name}`); numbers below are from that command's evaluation stage.", "",
+        f"(run `{name}`{made_by}); numbers below are from that command's evaluation stage.",
+        "",
         "## Settings (the model refuses others)", "",
         f"* base functional PBE, target HSE06 (PySCF/libxc `hse06`, ω = 0.11 Bohr⁻¹)",
         f"* basis {BASIS}, auxiliary basis def2-universal-jkfit, PySCF grid level {GRID_LEVEL}",
@@ -208,8 +215,8 @@ def model_card(name: str, tables: dict, ci: dict, config: str, wall: list[str]) 
         "water`; `dft`: molecules mapped onto DFT-like O–H and HOH, `--intramolecular dft`; "
         "`spcfw`: the force field's own, stretched), a fifth of the frames stretched or "
         "compressed: " + ", ".join(
-            f"{labelled} × (H2O){n} ({intra})" for _, n, _, labelled, _, intra in TRAIN_SETS)
-        + f" (seeds {', '.join(str(t[4]) for t in TRAIN_SETS)}). Labels: PySCF DF-RKS, "
+            f"{labelled} × (H2O){n} ({intra})" for _, n, _, labelled, _, intra in trained)
+        + f" (seeds {', '.join(str(t[4]) for t in trained)}). Labels: PySCF DF-RKS, "
         "PBE and HSE06 on each frame.", "",
         "Held out: " + ", ".join(f"{labelled} × (H2O){n} ({intra})"
                                  for _, n, _, labelled, _, intra in TEST_SETS)
@@ -258,7 +265,8 @@ def model_card(name: str, tables: dict, ci: dict, config: str, wall: list[str]) 
               "* Forces are only corrected when the run trained with the force term "
               "(λ_F > 0 in the configuration below); otherwise they carry PBE's error.",
               "* Water only (elements H and O), neutral closed-shell clusters; trained on up to "
-              "4 molecules — larger clusters are extrapolation (see the (H2O)8 and (H2O)12 rows).",
+              f"{max(t[1] for t in trained)} molecules — larger clusters are extrapolation "
+              "(the eigenvalue error grows with size: see the (H2O)3, 4 and 8 rows).",
               "* Only with the settings above: another basis, auxiliary basis, grid level or "
               "base functional is refused (the descriptors would change meaning).",
               "* Orbitals outside the window (core levels, virtuals above the LUMO) were not "
