@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-plain", action="store_true",
                    help="skip the fallback=False comparison runs")
     args = p.parse_args(argv)
-    from jaxks.deepks.io import load_model
+    from jaxks.models import load_model
 
     model = load_model(args.model)
     # DeePKS records belong to one model file: keyed on its parameters' checksum
