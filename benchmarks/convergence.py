@@ -82,7 +82,7 @@ def integrals(name, symbols, coords, hybrid: bool):
     if key not in _INTS:
         _INTS.clear()
         system = System.from_symbols(symbols, coords, basis=BASIS, grid_level=GRID_LEVEL)
-        omega = sr_omega(get_xc("hse06")) if hybrid else None
+        omega = sr_omega(get_xc("hse06")) if hybrid else 0.0
         _INTS[key] = (system, compute_integrals(system, omega=omega))
     return _INTS[key]
 
