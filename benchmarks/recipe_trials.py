@@ -71,11 +71,41 @@ TRIALS = {
     "T12-eps30": dict(stages=[("fixed", 2000, {})],
                       norm=dict(energy=1.0, force=1.0, eigenvalue=30.0, gap=3.0)),
 }
-TERMS = ("energy", "force", "hamiltonian", "eigenvector", "eigenvalue", "gap")
-SHORT = dict(energy="E", force="F", hamiltonian="H", eigenvector="ψ", eigenvalue="ε", gap="gap",
+#: Series B: the same levers on (H2O)1–4 training data (all six train_* sets of the study),
+#: held out (H2O)1–4 of other seeds and (H2O)8: transfer in size, and the valence-block
+#: Hamiltonian term H_v (the Hamiltonian in the target's orbital window, no core blocks).
+TRIALS_B = {
+    # T12's weights, the best orbital/energy balance of series A, on the larger data
+    "B1-eps30": dict(stages=[("fixed", 2000, {})],
+                     norm=dict(energy=1.0, force=1.0, eigenvalue=30.0, gap=3.0)),
+    # the window Hamiltonian in place of the eigenvalue term
+    "B2-Hv30": dict(stages=[("fixed", 2000, {})],
+                    norm=dict(energy=1.0, force=1.0, valence_hamiltonian=30.0, gap=3.0)),
+    # both orbital terms
+    "B3-eps10-Hv10": dict(stages=[("fixed", 2000, {})],
+                          norm=dict(energy=1.0, force=1.0, eigenvalue=10.0,
+                                    valence_hamiltonian=10.0, gap=3.0)),
+    # B2, its last 100 steps end-to-end (through the SCF, batch 2)
+    "B4-Hv30+e2e": dict(stages=[("fixed", 1900, {}),
+                                ("scf", 100, dict(learning_rate=2e-4, batch_size=2))],
+                        norm=dict(energy=1.0, force=1.0, valence_hamiltonian=30.0, gap=3.0)),
+    # B2 with energy and forces weighed 3x
+    "B5-EF3-Hv30": dict(stages=[("fixed", 2000, {})],
+                        norm=dict(energy=3.0, force=3.0, valence_hamiltonian=30.0, gap=3.0)),
+    # B2 with a wider network
+    "B6-Hv30-w200": dict(stages=[("fixed", 2000, {})], hidden=(200, 200, 200),
+                         norm=dict(energy=1.0, force=1.0, valence_hamiltonian=30.0, gap=3.0)),
+}
+SERIES = {"A": TRIALS, "B": TRIALS_B}
+TERMS = ("energy", "force", "hamiltonian", "valence_hamiltonian", "eigenvector", "eigenvalue",
+         "gap")
+SHORT = dict(energy="E", force="F", hamiltonian="H", valence_hamiltonian="H_v", eigenvector="ψ",
+             eigenvalue="ε", gap="gap",
              learning_rate="lr", batch_size="batch")
-MARK_BEGIN = "<!-- recipe-trials:begin -->"
-MARK_END = "<!-- recipe-trials:end -->"
+def markers(series: str) -> tuple[str, str]:
+    """The accuracy.md markers around a series' table (series A keeps its original ones)."""
+    tag = "recipe-trials" if series == "A" else f"recipe-trials-{series}"
+    return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
 
 
 def _run(cmd):
@@ -89,12 +119,13 @@ def base_losses(folders) -> dict:
 
     Energy per atom after least-squares per-element constants (what the model's element
     constants remove at step 0); eigenvalues over valence occupied + LUMO; forces per
-    component; Hamiltonian ‖ΔH‖²/N_basis; eigenvector term taken as 1 (dimensionless, O(1)).
+    component; Hamiltonian ‖ΔH‖²/N_basis; valence Hamiltonian ‖C_wᵀ ΔH C_w‖²/N_window over the
+    same window as the eigenvalues; eigenvector term taken as 1 (dimensionless, O(1)).
     """
     from jaxks.data.store import Dataset
     from jaxks.train.losses import n_core_orbitals
 
-    de, counts, natoms, df, deps, dgap, dh = [], [], [], [], [], [], []
+    de, counts, natoms, df, deps, dgap, dh, dhv = [], [], [], [], [], [], [], []
     for folder in folders:
         ds = Dataset(folder)
         for k in ds.indices:
@@ -112,13 +143,16 @@ def base_losses(folders) -> dict:
             et, eb = np.asarray(fr["target/mo_energy"]), np.asarray(fr["base/mo_energy"])
             deps.append(np.mean((et[core:n_occ + 1] - eb[core:n_occ + 1]) ** 2))
             dgap.append(((et[n_occ] - et[n_occ - 1]) - (eb[n_occ] - eb[n_occ - 1])) ** 2)
-            dh.append(np.sum((np.asarray(fr["target/fock"]) - np.asarray(fr["base/fock"])) ** 2)
-                      / et.size)
+            dfock = np.asarray(fr["target/fock"]) - np.asarray(fr["base/fock"])
+            dh.append(np.sum(dfock ** 2) / et.size)
+            c_w = np.asarray(fr["target/mo_coeff"])[:, core:n_occ + 1]
+            dhv.append(np.sum((c_w.T @ dfock @ c_w) ** 2) / c_w.shape[1])
     c, *_ = np.linalg.lstsq(np.asarray(counts, float), np.asarray(de), rcond=None)
     resid = (np.asarray(de) - np.asarray(counts, float) @ c) / np.asarray(natoms)
     return dict(energy=float(np.mean(resid ** 2)), force=float(np.mean(df)),
                 eigenvalue=float(np.mean(deps)), gap=float(np.mean(dgap)),
-                hamiltonian=float(np.mean(dh)), eigenvector=1.0)
+                hamiltonian=float(np.mean(dh)), valence_hamiltonian=float(np.mean(dhv)),
+                eigenvector=1.0)
 
 
 def trial_config(name: str, spec: dict, train: list[str], norms: dict | None) -> str:
@@ -156,7 +190,7 @@ def describe(spec: dict) -> str:
     stages = " → ".join(f"{m} {n}" + (f" ({', '.join(f'{SHORT.get(k, k)} {v:g}' for k, v in o.items())})"
                                       if o else "") for m, n, o in s["stages"])
     extra = []
-    for key in ("n_virtual", "output_scale", "refresh", "descriptor"):
+    for key in ("n_virtual", "output_scale", "refresh", "descriptor", "hidden"):
         if key in spec:
             extra.append(f"{key} {spec[key]}")
     return f"{w}; {stages}" + (f"; {', '.join(extra)}" if extra else "")
@@ -317,12 +351,14 @@ def geometry_table(folders) -> str:
     return "\n".join(lines)
 
 
-def update_table(path: str, rows: list[dict], norms: dict | None, header: str) -> None:
+def update_table(path: str, rows: list[dict], norms: dict | None, header: str,
+                 series: str = "A") -> None:
+    begin, end = markers(series)
     text = open(path).read() if os.path.exists(path) else "# DeePKS-ES accuracy\n"
-    block = "\n".join([MARK_BEGIN, header, "", format_rows(rows), MARK_END])
-    if MARK_BEGIN in text:
-        pre, rest = text.split(MARK_BEGIN, 1)
-        post = rest.split(MARK_END, 1)[1]
+    block = "\n".join([begin, header, "", format_rows(rows), end])
+    if begin in text:
+        pre, rest = text.split(begin, 1)
+        post = rest.split(end, 1)[1]
         text = pre + block + post
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
@@ -334,7 +370,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("trials", nargs="*", help="trials to run (default: all, in order)")
     p.add_argument("--root", default="data/study")
-    p.add_argument("--out", default="data/trials")
+    p.add_argument("--series", choices=sorted(SERIES), default="A",
+                   help="A: (H2O)1-2 training data (table 'recipe-trials'); B: (H2O)1-4 "
+                   "(table 'recipe-trials-B')")
+    p.add_argument("--out", default=None, help="default data/trials (A), data/trials/B (B)")
     p.add_argument("--table", default="benchmarks/results/accuracy.md")
     p.add_argument("--list", action="store_true", help="list the trials and exit")
     p.add_argument("--table-only", action="store_true",
@@ -347,11 +386,14 @@ def main(argv=None) -> int:
     p.add_argument("--test", nargs="+", default=None,
                    help="held-out sets by name without 'test_' (default: every labels/test_*)")
     args = p.parse_args(argv)
+    trials = SERIES[args.series]
+    if args.out is None:
+        args.out = "data/trials" if args.series == "A" else f"data/trials/{args.series}"
     if args.list:
-        for name, spec in TRIALS.items():
+        for name, spec in trials.items():
             print(f"{name}: {describe(spec)}")
         return 0
-    unknown = [t for t in args.trials if t not in TRIALS]
+    unknown = [t for t in args.trials if t not in trials]
     if unknown:
         print(f"recipe_trials: unknown trial(s) {unknown}; see --list", file=sys.stderr)
         return 2
@@ -369,13 +411,16 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, "norms.json"), "w") as f:
         json.dump(norms, f, indent=1)
     records = None if (args.subprocess or args.table_only) else Records(train, tests)
-    for name in ([] if args.table_only else (args.trials or list(TRIALS))) + [None]:
+    for name in ([] if args.table_only else (args.trials or list(trials))) + [None]:
         if name is not None:
-            run_trial(name, TRIALS[name], args.root, args.out, norms, train, tests, records)
+            run_trial(name, trials[name], args.root, args.out, norms, train, tests, records)
         done = [json.load(open(r)) for r in glob.glob(os.path.join(args.out, "*", "row.json"))]
         done.sort(key=lambda r: (int("".join(c for c in r["name"].split("-")[0] if c.isdigit())
                                      or 0), r["name"]))
-        header = (f"## Recipe trials (`python benchmarks/recipe_trials.py`, "
+        cmd = "python benchmarks/recipe_trials.py" + ("" if args.series == "A"
+                                                      else f" --series {args.series}")
+        header = (f"## Recipe trials{'' if args.series == 'A' else ', series ' + args.series} "
+                  f"(`{cmd}`, "
                   f"{time.strftime('%Y-%m-%d')})\n\nMachine: {machine()}, shared with other "
                   "jobs (wall times inflated). Cells: eigenvalue RMSE (meV, valence + LUMO) / gap"
                   " MAE (meV) / energy MAE (meV/atom) / force RMSE (meV/Å) / DeePKS-SCF "
@@ -387,7 +432,7 @@ def main(argv=None) -> int:
                   "Geometries of the training and held-out sets (the trials' data; "
                   "`jaxks sample water --intramolecular dft|spcfw`; optimised water: O–H "
                   "0.96–0.97 Å, HOH 104–105°):\n\n" + geometry_table(train + tests))
-        update_table(args.table, done, norms, header)
+        update_table(args.table, done, norms, header, args.series)
     return 0
 
 

@@ -131,6 +131,7 @@ class StageSection:
     energy: float = -1.0
     force: float = -1.0
     hamiltonian: float = -1.0
+    valence_hamiltonian: float = -1.0
     eigenvector: float = -1.0
     eigenvalue: float = -1.0
     density: float = -1.0

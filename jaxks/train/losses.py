@@ -2,10 +2,12 @@
 
 Per frame, with t the target (HSE06) and d the model (method.md §4):
 
-    L = λ_E ΔE² + λ_F ΔF² + λ_H ΔH² + λ_ψ Δψ² + λ_ε Δε² + λ_Γ ΔΓ² + λ_gap Δgap²
+    L = λ_E ΔE² + λ_F ΔF² + λ_H ΔH² + λ_Hv ΔH_v² + λ_ψ Δψ² + λ_ε Δε² + λ_Γ ΔΓ² + λ_gap Δgap²
     ΔE   = (E_t − E_d) / N_atoms                                      (Hartree per atom)
     ΔF²  = Σ_I |F_t,I − F_d,I|² / (3 N_atoms)                          ((Hartree/Bohr)²)
     ΔH²  = ‖H_t − H_d‖²_F / N_basis                                   (Hartree²)
+    ΔH_v² = ‖C_t,wᵀ (H_t − H_d) C_t,w‖²_F / N_window: the Hamiltonian error in the target's
+           orbital window (valence + virtual), core blocks left out   (Hartree²)
     Δε²  = Σ_{i∈window} (ε_t,i − ε_d,i)² / N_window                   (Hartree²)
     Δψ²  = subspace loss over the window, invariant to signs and to rotations inside degenerate
            groups of the target (:func:`eigenvector_loss`)             (dimensionless)
@@ -32,6 +34,7 @@ class LossWeights:
     energy: float = 1.0
     force: float = 1.0
     hamiltonian: float = 0.005
+    valence_hamiltonian: float = 0.0
     eigenvector: float = 0.1
     eigenvalue: float = 0.01
     density: float = 0.0
@@ -93,6 +96,23 @@ def hamiltonian_loss(h_pred, h_ref):
     return jnp.sum((h_ref - h_pred) ** 2) / h_ref.shape[0]
 
 
+def valence_hamiltonian_loss(h_pred, h_ref, c_ref, window: OrbitalWindow):
+    """ΔH_v² = ‖C_wᵀ (H_t − H_d) C_w‖²_F / N_window, C_w = the target's window orbitals
+    c_ref[:, start:stop] (S-orthonormal), so C_wᵀ H_t C_w = diag(ε_t,w).
+
+    Its diagonal is the first-order eigenvalue error of each window orbital, its off-diagonal
+    the couplings that rotate them (eigenvector error scaled by energy): the eigenvalue and
+    eigenvector terms in one, without differentiating an eigendecomposition of H_d, and without
+    the core blocks (O 1s is shifted ~10× more by the hybrid and dominates ΔH², method.md §6).
+    Invariant to rotations of the window orbitals, so degeneracies need no care. The window's
+    Frobenius norm is a sum over its localisable orbitals, so per orbital it is intensive in the
+    cluster size. h_pred, h_ref [nao, nao] Hartree; c_ref [nao, n_mo]. Returns Hartree².
+    """
+    c_w = c_ref[:, window.start:window.stop]
+    dh = c_w.T @ (h_ref - h_pred) @ c_w
+    return jnp.sum(dh ** 2) / window.size
+
+
 def density_loss(g_pred, g_ref):
     """ΔΓ² = ‖Γ_t − Γ_d‖²_F / N_basis."""
     return jnp.sum((g_ref - g_pred) ** 2) / g_ref.shape[0]
@@ -141,6 +161,9 @@ def loss_terms(pred: dict, ref: dict, weights: LossWeights, window: OrbitalWindo
         terms["force"] = force_loss(pred["forces"], ref["forces"])
     if weights.hamiltonian:
         terms["hamiltonian"] = hamiltonian_loss(pred["fock"], ref["fock"])
+    if weights.valence_hamiltonian:
+        terms["valence_hamiltonian"] = valence_hamiltonian_loss(pred["fock"], ref["fock"],
+                                                                ref["mo_coeff"], window)
     if weights.eigenvalue:
         terms["eigenvalue"] = eigenvalue_loss(pred["mo_energy"], ref["mo_energy"], window)
     if weights.eigenvector:

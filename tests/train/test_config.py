@@ -23,7 +23,8 @@ def every_setting_changed() -> TrainConfig:
         model=ModelSection(hidden=(32, 8), embedding="thermal", descriptor="eig",
                            element_constants=False, prefit=False, ridge_alpha=0.25,
                            output_scale=20.0, seed=11),
-        loss=LossSection(energy=2.0, force=0.0, hamiltonian=1.5e-3, eigenvector=0.0,
+        loss=LossSection(energy=2.0, force=0.0, hamiltonian=1.5e-3, valence_hamiltonian=0.75,
+                         eigenvector=0.0,
                          eigenvalue=0.125, density=0.3, gap=1e-7, n_virtual=3,
                          include_core=True),
         optim=OptimSection(learning_rate=3e-4, decay_steps=7, decay_rate=0.5,
@@ -35,7 +36,8 @@ def every_setting_changed() -> TrainConfig:
                            scf_frames_per_vmap=2, refresh_cycles=12),
         stages=(StageSection(mode="scf", steps=7, batch_size=2, refresh_every=3,
                              learning_rate=1e-4, decay_steps=9, decay_rate=0.7, energy=0.5,
-                             force=2.0, hamiltonian=0.0, eigenvector=0.2, eigenvalue=1.0,
+                             force=2.0, hamiltonian=0.0, valence_hamiltonian=3.0,
+                             eigenvector=0.2, eigenvalue=1.0,
                              density=0.1, gap=0.05),
                 StageSection(mode="fixed", steps=0)))
 

@@ -113,6 +113,8 @@ def term_functions(ref, n_atoms=3, n_occ=5):
         "energy": (lambda e: L.energy_loss(e, ref["energy"], n_atoms), "energy"),
         "force": (lambda f: L.force_loss(f, ref["forces"]), "forces"),
         "hamiltonian": (lambda h: L.hamiltonian_loss(h, ref["fock"]), "fock"),
+        "valence_hamiltonian": (lambda h: L.valence_hamiltonian_loss(h, ref["fock"], ref["mo_coeff"],
+                                                                     WINDOW), "fock"),
         "density": (lambda g: L.density_loss(g, ref["gamma"]), "gamma"),
         "eigenvalue": (lambda e: L.eigenvalue_loss(e, ref["mo_energy"], WINDOW), "mo_energy"),
         "gap": (lambda e: L.gap_loss(e, ref["mo_energy"], n_occ), "mo_energy"),
@@ -131,6 +133,9 @@ def numpy_terms(pred, ref, n_atoms=3, n_occ=5):
         energy=((r["energy"] - p["energy"]) / n_atoms) ** 2,
         force=np.sum((r["forces"] - p["forces"]) ** 2) / (3 * n_atoms),
         hamiltonian=np.sum((r["fock"] - p["fock"]) ** 2) / NAO,
+        valence_hamiltonian=sum((r["mo_coeff"][:, i] @ (r["fock"] - p["fock"]) @ r["mo_coeff"][:, j]) ** 2
+                                for i in range(WINDOW.start, WINDOW.stop)
+                                for j in range(WINDOW.start, WINDOW.stop)) / WINDOW.size,
         density=np.sum((r["gamma"] - p["gamma"]) ** 2) / NAO,
         eigenvalue=np.sum((r["mo_energy"][w] - p["mo_energy"][w]) ** 2) / WINDOW.size,
         gap=(gap(r["mo_energy"]) - gap(p["mo_energy"])) ** 2,
@@ -139,7 +144,8 @@ def numpy_terms(pred, ref, n_atoms=3, n_occ=5):
 
 
 # --------------------------------------------------------------------------- every term
-TERMS = ["energy", "force", "hamiltonian", "density", "eigenvalue", "gap", "eigenvector"]
+TERMS = ["energy", "force", "hamiltonian", "valence_hamiltonian", "density", "eigenvalue", "gap",
+         "eigenvector"]
 
 
 @pytest.mark.parametrize("name", TERMS)
@@ -161,8 +167,8 @@ def test_term_gradient_matches_finite_differences(labels, name):
 
 def test_loss_terms_sum_weights_and_skip_zero_weights(labels):
     pred, ref = labels
-    weights = L.LossWeights(energy=1.0, force=0.5, hamiltonian=0.005, eigenvector=0.1,
-                            eigenvalue=0.01, density=0.2, gap=0.3)
+    weights = L.LossWeights(energy=1.0, force=0.5, hamiltonian=0.005, valence_hamiltonian=0.7,
+                            eigenvector=0.1, eigenvalue=0.01, density=0.2, gap=0.3)
     terms = L.loss_terms(pred, ref, weights, WINDOW, n_atoms=3, n_occ=5)
     expected = numpy_terms(pred, ref)
     for k, v in expected.items():
@@ -183,7 +189,7 @@ def test_total_loss_gradient_matches_finite_differences(labels):
     """The weighted sum, differentiated with respect to every prediction array at once along a
     random direction."""
     pred, ref = labels
-    weights = L.LossWeights(density=0.2, gap=0.3)
+    weights = L.LossWeights(density=0.2, gap=0.3, valence_hamiltonian=0.7)
     keys = ["energy", "forces", "fock", "mo_energy", "mo_coeff", "gamma"]
     rng = np.random.default_rng(1)
     direction = {k: rng.normal(size=np.shape(pred[k])) for k in keys}
@@ -197,6 +203,30 @@ def test_total_loss_gradient_matches_finite_differences(labels):
     h = 1e-4
     fd = (float(total(h)) - float(total(-h))) / (2 * h)
     assert analytic == pytest.approx(fd, rel=1e-8)
+
+
+# --------------------------------------------------------------------------- valence Hamiltonian
+def test_valence_hamiltonian_sees_the_window_and_not_the_core(labels):
+    """ΔH_v² from what it must mean, not from its formula: a uniform shift a·S of H moves every
+    window level by a and couples none (ΔH_v² = a²); a shift b·S c_k c_kᵀ S of one window level
+    k moves only that level (b²/N_window); the same on the core orbital (index 0, outside the
+    window) is invisible to it while ΔH² sees it; rotating the target's window orbitals among
+    themselves changes nothing."""
+    _, ref = labels
+    s, c, h = (np.asarray(ref[k]) for k in ("overlap", "mo_coeff", "fock"))
+
+    def loss(h_pred, c_ref=c):
+        return float(L.valence_hamiltonian_loss(jnp.asarray(h_pred), jnp.asarray(h),
+                                                jnp.asarray(c_ref), WINDOW))
+
+    assert loss(h + 0.03 * s) == pytest.approx(0.03 ** 2, rel=1e-10)
+    level = lambda k: s @ np.outer(c[:, k], c[:, k]) @ s  # noqa: E731
+    assert loss(h + 0.05 * level(3)) == pytest.approx(0.05 ** 2 / WINDOW.size, rel=1e-10)
+    assert loss(h + 0.5 * level(0)) < 1e-25
+    assert float(L.hamiltonian_loss(jnp.asarray(h + 0.5 * level(0)), jnp.asarray(h))) > 1e-3
+    h_pred = h + 0.05 * np.asarray(labels[0]["fock"] - ref["fock"])
+    assert loss(h_pred, rotate(rotate(c, 1, 5, 0.7), 2, 6, -1.1)) == pytest.approx(loss(h_pred),
+                                                                                  rel=1e-10)
 
 
 # --------------------------------------------------------------------------- eigenvectors
