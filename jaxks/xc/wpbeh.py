@@ -189,7 +189,7 @@ def continuous_rescaled_s(s):
     libxc's :func:`rescaled_s` keeps s' = s below s = 1 and s' = s_max above s = 15, so s' jumps
     by ln(1 + e^(1 − s_max)) = 5.1e-4 at s = 1 and by 1.6e-3 at s = 15: its HSE06 energy is a
     discontinuous function of the density (the energy density jumps by 1e-4 relative at s = 1).
-    This form is smooth everywhere and equal to libxc's for 1 ≤ s ≤ 15.
+    This form is smooth everywhere and equal to libxc's for 1 < s ≤ 15.
 
     Args: s [...] ≥ 0, the reduced gradient. Returns s' [...] in [1e-15, s_max).
     """
