@@ -1,4 +1,5 @@
-"""Local density approximation terms (closed shell), written to reproduce libxc 7.0.0.
+"""Local density approximation terms (closed shell), written to reproduce libxc 7.1.2
+(PySCF 2.15).
 
 Every public ``*_eps`` function returns an energy *per electron* ε(ρ) in Hartree; the
 ``lda_*`` functions return the energy *density* e = ρ ε (Hartree/Bohr³) with libxc's screening of
@@ -8,7 +9,8 @@ all functions are elementwise over arrays of any shape.
 libxc leaves a grid point out (value and derivatives exactly zero) when ρ < ``dens_threshold``;
 exchange is additionally zero where the *spin* density ρ/2 ≤ ``dens_threshold``. The thresholds
 below are libxc's per-functional defaults, read from ``xc_func_type`` after ``xc_func_init`` in the
-libxc 7.0.0 that PySCF 2.14 ships (LDA_X, LDA_C_VWN, LDA_C_VWN_RPA, LDA_C_PW, LDA_C_PW_MOD: 1e-15).
+libxc 7.0.0 that PySCF 2.14 ships and unchanged in 7.1.2 (LDA_X, LDA_C_VWN, LDA_C_VWN_RPA, LDA_C_PW,
+LDA_C_PW_MOD: 1e-15).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: libxc 7.0.0 default density threshold of every LDA term used here (electrons/Bohr³).
+#: libxc 7.1.2 (and 7.0.0) default density threshold of every LDA term used here (electrons/Bohr³).
 LDA_DENS_THRESHOLD = 1e-15
 
 
@@ -173,9 +175,9 @@ def pw92_eps(rs, p: PW92Params):
     sqrt_rs = jnp.sqrt(rs)
     denom = 2.0 * p.A * (p.beta1 * sqrt_rs + p.beta2 * rs + p.beta3 * rs * sqrt_rs
                          + p.beta4 * rs ** (p.p + 1.0))
-    # log(1 + x), not log1p(x): libxc evaluates it this way; log1p would differ from libxc by up to
-    # ~1e-8 relative at r_s ~ 1e5 (ρ ~ 1e-15), where both are far below any physical relevance.
-    return -2.0 * p.A * (1.0 + p.alpha1 * rs) * jnp.log(1.0 + 1.0 / denom)
+    # log1p, as libxc 7.1 does (7.0 wrote log(1 + x), which loses up to ~1e-8 relative at r_s ~ 1e5,
+    # ρ ~ 1e-15, where 1/denom is tiny); the more accurate form is also the one libxc 7.1.2 computes.
+    return -2.0 * p.A * (1.0 + p.alpha1 * rs) * jnp.log1p(1.0 / denom)
 
 
 def lda_c_pw(rho, sigma=None):

@@ -4,8 +4,9 @@ A functional is a weighted sum of libxc-equivalent terms, e(ρ, σ) = Σ_k w_k e
 energy density (Hartree/Bohr³) with libxc's own small-density screening. Potentials come from JAX
 automatic differentiation of e, so they are consistent with the energy to all orders.
 
-Which libxc terms each name means was checked with ``pyscf.dft.libxc.parse_xc`` (PySCF 2.14,
-libxc 7.0.0). For the hybrids "hse06" and "pbe0" ``terms`` is only the semilocal part (libxc
+Which libxc terms each name means was checked with ``pyscf.dft.libxc.parse_xc`` (PySCF 2.14 with
+libxc 7.0.0, and PySCF 2.15 with libxc 7.1.2, whose values the terms reproduce). For the hybrids
+"hse06" and "pbe0" ``terms`` is only the semilocal part (libxc
 evaluates them as one id: HYB_GGA_XC_HSE06 = 1·WPBEH(ω=0) − 0.25·WPBEH(ω=0.11) + GGA_C_PBE and
 HYB_GGA_XC_PBEH = 0.75·GGA_X_PBE + GGA_C_PBE, checked term by term against libxc's output); the
 exact exchange is described by ``exact_exchange``, ``sr_exchange`` and ``omega`` and is the SCF's job. Note PySCF's "vwn" is VWN5 (libxc LDA_C_VWN, id 7), not VWN_RPA (id 8), and PySCF's

@@ -15,7 +15,6 @@ Derivatives are given by ``jax.custom_jvp`` from the closed forms
 
     erfcx'(y)    = 2 y erfcx(y) − 2/√π
     E1_scaled'(x) = E1_scaled(x) − 1/x
-    (E1_scaled(x) + ln x)' = E1_scaled(x)
 
 (the same expressions libxc's generated derivative code uses), so every order of derivative is
 available and no derivative flows through the series, the loops or the unselected branch.
@@ -102,13 +101,6 @@ def _e1_scaled_value(x):
     return jnp.where(small, series, big)
 
 
-@jax.jit
-def _e1_scaled_plus_log_value(x):
-    xs, small, big = _e1_pieces(x)
-    series = jnp.exp(xs) * (-np.euler_gamma + _e1_series_sum(xs)) - jnp.expm1(xs) * jnp.log(xs)
-    return jnp.where(small, series, big + jnp.log(jnp.maximum(x, E1_SWITCH)))
-
-
 @jax.custom_jvp
 def e1_scaled(x):
     """exp(x) E₁(x) for x [...] > 0 (dimensionless); ~ −γ − ln x as x → 0, ~ 1/x as x → ∞."""
@@ -120,20 +112,3 @@ def _e1_scaled_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     out = e1_scaled(x)
     return out, (out - 1.0 / x) * dx
-
-
-@jax.custom_jvp
-def e1_scaled_plus_log(x):
-    """exp(x) E₁(x) + ln x for x [...] > 0, without the cancellation of the two logarithms at x → 0:
-
-        exp(x) E₁(x) + ln x = exp(x) (−γ + S(x)) − (exp(x) − 1) ln x      (x < 2)
-
-    It tends to −γ as x → 0 and its derivative is E1_scaled(x).
-    """
-    return _e1_scaled_plus_log_value(jnp.asarray(x, dtype=float))
-
-
-@e1_scaled_plus_log.defjvp
-def _e1_scaled_plus_log_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return e1_scaled_plus_log(x), e1_scaled(x) * dx

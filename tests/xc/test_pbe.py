@@ -10,7 +10,7 @@ import jaxks  # noqa: F401  (float64)
 from jaxks.xc import eval_xc, get_xc
 from jaxks.xc import registry
 from tests.xc.compare import (TERM_PYSCF, assert_close_to_libxc, assert_relative, jax_values,
-                              libxc_reference, sample_points)
+                              libxc_reference, local_scales, sample_points)
 
 GGA_TERMS = [registry.GGA_X_PBE, registry.GGA_C_PBE]
 
@@ -41,12 +41,17 @@ def test_pbe_small_density_and_gradient_edges():
     vsigma (libxc evaluates vsigma at the floored σ, so it is not zero there)."""
     rho = np.array([1e-16, 2e-15, 2.0000001e-15, 9.99e-13, 1e-12, 1e-12, 1e-12, 1e-12, 1e-6, 1e-6])
     grad = np.array([0.0, 0.0, 0.0, 1e-10, 0.0, 1e-17, 1e-16, 1e-15, 0.0, 1e-21])
+    # libxc 7.1.2's GGA_X_PBE vsigma has relative error ≤ 1.85 ε s² at large s (measured against a
+    # 40-digit evaluation of ρ ε_x^LDA μ/(1 + μs²/κ)²/(4k_F²ρ²) at 400 random points, s in [1, 3e6];
+    # 7.0.0 and ours: ≤ 1e-15): 2.9e-6 at the point ρ = 9.99e-13, |∇ρ| = 1e-10 (s = 1.6e5) here
+    s = np.nan_to_num(grad / (2.0 * np.cbrt(3.0 * np.pi**2 * rho) * rho))
     for term in GGA_TERMS:
         ref = libxc_reference(TERM_PYSCF[term.libxc_name], True, rho, grad)
         got = jax_values(term.energy_density, rho, grad)
-        for g, r in zip(got, ref):
+        noise = 4.0 * np.finfo(float).eps * s**2 if term is registry.GGA_X_PBE else 0.0
+        for g, r, extra in zip(got, ref, (0.0, 0.0, noise)):
             np.testing.assert_array_equal(g == 0.0, r == 0.0)
-            np.testing.assert_allclose(g, r, rtol=1e-10, atol=0.0)
+            assert np.all(np.abs(g - r) <= (1e-10 + extra) * np.abs(r)), term.libxc_name
     e_x = jax_values(registry.GGA_X_PBE.energy_density, rho, grad)[0]
     e_c = jax_values(registry.GGA_C_PBE.energy_density, rho, grad)[0]
     assert np.all(e_x[:2] == 0.0) and np.all(e_x[2:] < 0.0)
@@ -97,7 +102,10 @@ def test_gradients_finite_everywhere_and_jit():
     one = jax.hessian(lambda x: xc.energy_density(x[0], x[1]))(jnp.asarray([0.3, 0.05]))
     assert np.all(np.isfinite(one)) and abs(one[0, 1] - one[1, 0]) < 1e-12 * abs(one[0, 1])
     f = jax.jit(eval_xc, static_argnums=0)
-    for a, b in zip(f(xc, rho, sigma), eval_xc(xc, rho, sigma)):
-        # atol: total vsigma at σ → 0 is pure rounding noise (exchange and correlation cancel)
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    # total vsigma at σ → 0 is a cancellation of the exchange and correlation terms (at ρ = 1e-12
+    # each ~4e13, their sum ~6e9), so jit and eager agree only to ~1e-12 of the terms' size
+    _, _, vsigma_scale = local_scales(np.asarray(rho), np.sqrt(np.asarray(sigma)))
+    for a, b, scale in zip(f(xc, rho, sigma), eval_xc(xc, rho, sigma), (0.0, 0.0, vsigma_scale)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.all(np.abs(a - b) <= 1e-12 * np.abs(b) + 1e-15 + 1e-12 * scale)
     np.testing.assert_allclose(g_rho, eval_xc(xc, rho, sigma)[1], rtol=1e-12)

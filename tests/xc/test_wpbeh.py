@@ -44,16 +44,25 @@ def test_wpbeh_matches_libxc(omega):
     assert_close_to_libxc(got, ref, rho, grad, band=wpbeh_rounding_band(rho, grad, omega))
     nu = omega / np.cbrt(3.0 * np.pi**2 * np.maximum(rho, 1e-300))
     good = (rho > 1e-10) & (nu <= 2.0)
-    good_vsigma = good & (s >= 0.01) if omega == 0.0 else good
+    # ω = 0, s < 0.02: libxc 7.1.2's vsigma is dominated by the rounding of its log1p argument (see
+    # wpbeh_rounding_band); we follow its arithmetic, to ~1.4e-10 relative at s ≈ 0.008, 2.4e-11 from 0.02
+    good_vsigma = good & (s >= 0.02) if omega == 0.0 else good
     assert_relative(got, ref, (good, good, good_vsigma))
     assert good_vsigma.sum() > 1000
 
 
 def test_small_gradient_limit_is_exact_at_omega_zero():
-    """Where libxc's vsigma is rounding noise (ω = 0, s < 1e-2), ours is the exact derivative:
-    F_x = F₀ + F₂ s² + O(s⁴ ln s) with F₂ = −(4/9)(D C c₂ + 2 EG₀)/D³ (term2 of the hole at s → 0;
-    the Ei/log pair and ln(D + s²H) start at s⁴), so ∂e/∂σ = e_x^LDA F₂ / (4 k_F² ρ²)."""
-    f2 = -4.0 / 9.0 * (wpbeh._D * wpbeh._C * wpbeh._FC2 + 2.0 * wpbeh._EGA[0]) / wpbeh._D**3
+    """At ω = 0 and small s, vsigma is the exact derivative: F_x = F₀ + F₂ s² + O(s⁴ ln s) with
+    F₂ = −(4/9)(D C c₂ + 2 EG₀)/D³ (term2 of the hole at s → 0; the Ei/log pair and ln(D + s²H)
+    start at s⁴, and below ζ = 3.7e-11, s ≈ 0.0078, libxc 7.1 freezes them), so
+    ∂e/∂σ = e_x^LDA F₂ / (4 k_F² ρ²). EG₀ = EG(0) from the closed form EG = −(3π/4 + G_a)/G_b with
+    E fixed by 3π/4 + G_a(0) = 0: to first order in u = s², λ = D, F = c₂, erfcx(y) = 1 − 2y/√π with
+    y = u √(9a₁/(4A)), so 3π/4 + G_a = u [3√π C c₂/(8 D^(5/2)) + (9√π/4) √a₁] and
+    EG₀ = −(2/5) C c₂ D − (12/5) D^(7/2) √a₁ (−0.026284..., libxc 7.0's fit constant −0.0262841788)."""
+    d, c, c2, a1 = wpbeh._D, wpbeh._C, wpbeh._FC2, wpbeh._HA[0]
+    eg0 = -0.4 * c * c2 * d - 2.4 * d**3.5 * np.sqrt(a1)
+    assert abs(eg0 + 0.0262841788) < 1e-8
+    f2 = -4.0 / 9.0 * (d * c * c2 + 2.0 * eg0) / d**3
     rho = np.repeat([1e-6, 1e-2, 1.0, 1e2], 4)
     s = np.tile([1e-12, 1e-9, 1e-7, 1e-5], 4)
     kf = np.cbrt(3.0 * np.pi**2 * rho)
@@ -61,9 +70,9 @@ def test_small_gradient_limit_is_exact_at_omega_zero():
     _, _, vsigma = jax_values(GgaXWpbeh(0.0), rho, grad)
     e_lda = -0.75 * np.cbrt(3.0 / np.pi) * rho ** (4.0 / 3.0)
     np.testing.assert_allclose(vsigma * 4.0 * kf**2 * rho**2 / e_lda, f2, rtol=1e-9)
-    # libxc agrees once its noise (~2.5e-15/s²) is small: s = 0.001 → the O(s²) correction is 2e-7
+    # libxc at s = 0.001 (the O(s²) correction there is 3.7e-6 relative)
     ref = _libxc(rho[:1], 2.0 * kf[:1] * rho[:1] * 1e-3, 0.0)[2]
-    np.testing.assert_allclose(ref * 4.0 * kf[0] ** 2 * rho[0] ** 2 / e_lda[0], f2, rtol=1e-6)
+    np.testing.assert_allclose(ref * 4.0 * kf[0] ** 2 * rho[0] ** 2 / e_lda[0], f2, rtol=1e-5)
 
 
 @pytest.mark.parametrize("omega", OMEGAS)
