@@ -246,6 +246,123 @@ def distort_cluster(x: np.ndarray, rng: np.random.Generator):
     return y, info
 
 
+# --------------------------------------------------------------------------- relaxation
+#: Vacuum annealing before the minimisation: thermostat temperature (K), simulated time (fs),
+#: friction (1/fs; 10/ps, strong, to carry away the heat of the H-bonds that form).
+ANNEAL_TEMPERATURE = 100.0
+ANNEAL_FS = 2000.0
+_ANNEAL_FRICTION = 0.01
+#: L-BFGS stops when every component of ∂E/∂x is below this (kcal/mol/Angstrom).
+RELAX_GTOL = 1e-4
+#: Hydrogen bond (:func:`cluster_structure`): O_d···O_a below 3.3 Angstrom and the donor's
+#: O_d–H within 30° of the O_d→O_a axis.
+HBOND_OO_ANGSTROM = 3.3
+HBOND_ANGLE_DEGREES = 30.0
+
+
+def cluster_structure(x: np.ndarray) -> dict:
+    """How compact and H-bonded a water cluster is.
+
+    Args:
+        x: [n, 3, 3] positions (O, H, H per molecule), Angstrom, n ≥ 2.
+    Returns:
+        dict: ``oo_nn`` mean over molecules of the nearest O–O distance (Å); ``hbonds`` number
+        of H-bonds divided by n (each donor O–H counted once when some acceptor O_a ≠ O_d has
+        |O_d O_a| < :data:`HBOND_OO_ANGSTROM` and ∠(H, O_d, O_a) < :data:`HBOND_ANGLE_DEGREES`;
+        cyclic trimer 1, prism hexamer and cube octamer 1.5); ``rg`` radius of gyration of the
+        oxygens, √(mean |O_i − Ō|²) (Å).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    o = x[:, 0]
+    n = len(x)
+    oo = o[None, :] - o[:, None]                                  # [d, a, 3]: O_d -> O_a
+    dist = np.linalg.norm(oo, axis=-1) + np.diag(np.full(n, np.inf))
+    oh = x[:, 1:] - o[:, None]                                    # [d, 2, 3]
+    cos = np.einsum("dhk,dak->dha", oh, oo) / (
+        np.linalg.norm(oh, axis=-1)[..., None] * dist[:, None, :])
+    bonded = (dist[:, None, :] < HBOND_OO_ANGSTROM) & (
+        cos > math.cos(math.radians(HBOND_ANGLE_DEGREES)))        # [d, h, a]
+    return dict(oo_nn=float(dist.min(axis=1).mean()),
+                hbonds=float(bonded.any(axis=-1).sum() / n),
+                rg=float(np.sqrt(np.mean(np.sum((o - o.mean(0)) ** 2, -1)))))
+
+
+def _connected(x: np.ndarray, within: float = HBOND_OO_ANGSTROM + 0.2) -> bool:
+    """Whether the graph of O–O distances below ``within`` (Å) joins all molecules of x."""
+    o = x[:, 0]
+    near = np.linalg.norm(o[:, None] - o[None], axis=-1) < within
+    seen = np.zeros(len(o), bool)
+    seen[0] = True
+    for _ in range(len(o)):
+        seen = seen | near[seen].any(axis=0)
+    return bool(seen.all())
+
+
+def _vacuum_minimiser(model):
+    """minimise(x [n, 3, 3] Å) -> (x_min, E (kcal/mol), max |∂E/∂x|, iterations): SciPy's
+    L-BFGS on :func:`forcefield.cluster_energy` with its jitted value and gradient."""
+    import jax
+    from scipy.optimize import minimize
+
+    from jaxks.data.forcefield import cluster_energy
+
+    value_and_grad = jax.jit(jax.value_and_grad(lambda p: cluster_energy(p, model)))
+
+    def fun(flat, shape):
+        e, g = value_and_grad(flat.reshape(shape))
+        return float(e), np.asarray(g, dtype=np.float64).ravel()
+
+    def minimise(x):
+        res = minimize(fun, np.asarray(x, np.float64).ravel(), args=(x.shape,), jac=True,
+                       method="L-BFGS-B",
+                       options=dict(maxiter=20000, maxcor=30, ftol=0.0, gtol=RELAX_GTOL))
+        e, g = fun(res.x, x.shape)
+        return res.x.reshape(x.shape), e, float(np.abs(g).max()), int(res.nit)
+
+    return minimise
+
+
+def make_relaxer(model=None, anneal_temperature: float = ANNEAL_TEMPERATURE,
+                 anneal_fs: float = ANNEAL_FS, minimise: bool = True):
+    """Build ``relax(x, key) -> (x', info)``: a carved cluster → a nearby compact minimum.
+
+    1. Vacuum Langevin dynamics (:func:`forcefield.make_langevin` with box None: every pair,
+       plain Coulomb) from ``x`` at rest, ``anneal_temperature`` K for ``anneal_fs`` fs,
+       dt = 0.5 fs, friction 10/ps; noise from ``key`` (a ``jax.random`` key). Skipped when
+       ``anneal_fs`` is 0.
+    2. L-BFGS minimisation of the vacuum SPC/Fw energy until max |∂E/∂x| <
+       :data:`RELAX_GTOL` kcal/mol/Å; ``minimise`` False keeps the annealed cluster instead
+       (a low-temperature vacuum MD snapshot next to a compact minimum: thermal variety where
+       few minima exist — every carved trimer relaxes to the same cyclic trimer).
+
+    The surface molecules of a liquid fragment have dangling O–H and open rings; in vacuum they
+    close into the H-bond rings, prisms and cages of the compact minima (the module's table).
+    ``x`` [n, 3, 3] Angstrom; ``info``: the relaxation's settings and its result (energy in
+    kcal/mol, largest gradient component, iterations).
+    """
+    from jaxks.data.forcefield import SPC_FW, make_langevin
+
+    model = model or SPC_FW
+    run = make_langevin(None, model)
+    minimiser = _vacuum_minimiser(model) if minimise else None
+    steps = int(round(anneal_fs / _DT_FS))
+
+    def relax(x, key):
+        y = np.asarray(x, np.float64)
+        if steps:
+            p, _ = run(y, np.zeros_like(y), key, steps, anneal_temperature, _DT_FS,
+                       _ANNEAL_FRICTION)
+            y = np.asarray(p)
+        info = dict(relaxed=True, anneal_T=anneal_temperature, anneal_fs=anneal_fs,
+                    minimised=minimise)
+        if minimise:
+            y, e, gmax, nit = minimiser(y)
+            info.update(relax_e_kcal=e, relax_gmax=gmax, relax_iterations=nit)
+        return y, info
+
+    return relax
+
+
 # --------------------------------------------------------------------------- the sampler
 #: MD time step (fs).
 _DT_FS = 0.5
@@ -307,9 +424,11 @@ def _equilibrate(run, pos, vel, key, temperature: float, equilibration_fs: float
 
 
 def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
-                 distort: float = 0.2, interval_fs: float = 100.0,
+                 distort: float | None = None, interval_fs: float = 100.0,
                  equilibration_fs: float = 3000.0, progress: TextIO | None = None,
-                 intramolecular: str = "spcfw") -> list[SampledFrame]:
+                 intramolecular: str = "spcfw", relax: bool = False,
+                 anneal_temperature: float = ANNEAL_TEMPERATURE,
+                 anneal_fs: float = ANNEAL_FS, minimise: bool = True) -> list[SampledFrame]:
     """Generate ``frames`` geometries of (H2O)_n (n = 1 gives thermally distorted monomers).
 
     Args:
@@ -317,26 +436,40 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
         frames: number of geometries.
         seed: seed of every random choice; the same arguments give identical output.
         temperature: thermostat temperature (K).
-        distort: fraction (0..1) of frames turned into stretched/compressed variants.
+        distort: fraction (0..1) of frames turned into stretched/compressed variants
+            (default 0.2, or 0 with ``relax``; with ``relax`` the relaxed cluster is distorted).
         interval_fs: simulated time between snapshots (fs).
         equilibration_fs: simulated time before the first snapshot (fs).
         progress: stream for one-line progress messages (e.g. ``sys.stderr``), or None.
         intramolecular: ``"spcfw"`` (the force field's own molecules, O–H 1.029 ± 0.034 Å at
             300 K) or ``"dft"`` (mapped onto DFT-like bond lengths and angles before any
-            distortion, :func:`dft_intramolecular`).
+            distortion, :func:`dft_intramolecular`; after the relaxation).
+        relax: minimise every carved cluster in vacuum after a short annealing
+            (:func:`make_relaxer`): compact H-bonded local minima instead of liquid fragments
+            (variant ``relaxed``; clusters that come apart, an O–O gap above 3.5 Å, are
+            rejected). Noise of the annealing: ``fold_in(fold_in(PRNGKey(seed), 2³² − 1), k)``
+            for the k-th carved cluster, so the carved clusters are those without ``relax``.
+        anneal_temperature, anneal_fs: the annealing's thermostat (K) and length (fs; 0: plain
+            minimisation of the carved cluster).
+        minimise: with ``relax``, False keeps the annealed cluster (no minimisation).
     Returns:
         list of :class:`SampledFrame` (coordinates in Angstrom).
     Raises:
-        InputError: n, frames or distort out of range.
+        InputError: n, frames, distort or the annealing settings out of range.
     """
     import jax
 
     from jaxks.data.forcefield import SPC_FW, box_side, kinetic_temperature, make_langevin
 
     _check_request("cluster size n", n, frames, temperature)
+    if distort is None:
+        distort = 0.0 if relax else 0.2
     if not 0.0 <= distort <= 1.0:
         raise InputError(f"distort is a fraction of frames between 0 and 1, got {distort}")
     _check_intramolecular(intramolecular)
+    if relax and (anneal_temperature <= 0 or anneal_fs < 0 or not (minimise or anneal_fs)):
+        raise InputError(f"annealing needs a positive temperature and a time >= 0 (> 0 "
+                         f"without the minimisation), got {anneal_temperature} K, {anneal_fs} fs")
     model = SPC_FW
     n_box = _box_molecules(n)
     m_side = round(n_box ** (1 / 3))
@@ -351,8 +484,10 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
     pos, vel = _equilibrate(run, pos, vel, key, temperature, equilibration_fs)
     per_snapshot = max(1, n_box // (4 * n))
     out: list[SampledFrame] = []
-    rejected = 0
+    rejected = carved = 0
     symbols = ("O", "H", "H") * n
+    relaxer = make_relaxer(model, anneal_temperature, anneal_fs, minimise) if relax else None
+    relax_key = jax.random.fold_in(key, 2**32 - 1)  # never a snapshot's: those count from 0
     for snapshot, t_fs, p, vel in _snapshots(run, pos, vel, key, temperature, interval_fs,
                                              equilibration_fs):
         centres = rng.permutation(n_box)[:per_snapshot]
@@ -360,7 +495,14 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
             if len(out) == frames:
                 break
             x = carve_cluster(p, box, int(c), n)
+            carved += 1
             info = dict(variant="md")
+            if relaxer is not None:
+                x, extra = relaxer(x, jax.random.fold_in(relax_key, carved))
+                if not _connected(x):
+                    rejected = _rejected(rejected, frames, "relaxed clusters")
+                    continue
+                info = dict(variant="relaxed", **extra)
             if intramolecular == "dft":
                 x = dft_intramolecular(x)
                 info["intramolecular"] = "dft"
@@ -376,8 +518,8 @@ def sample_water(n: int, frames: int, seed: int = 0, temperature: float = 300.0,
                         T=temperature, seed=seed, n=n, frame=len(out), snapshot=snapshot,
                         time_fs=t_fs, centre=int(c), **info)
             out.append(SampledFrame(symbols, flat, meta))
-        say(f"sample: {len(out)}/{frames} frames, t = {t_fs:.0f} fs, "
-            f"T_kin = {kinetic_temperature(vel):.0f} K")
+        say(f"sample: {len(out)}/{frames} frames{' (relaxed)' if relax else ''}, "
+            f"t = {t_fs:.0f} fs, T_kin = {kinetic_temperature(vel):.0f} K")
         if len(out) == frames:
             return out
 
