@@ -10,8 +10,9 @@ and evaluation). Data (atomic units on disk) goes under ``--root``.
 Training data: MD-carved (H2O)1-4 (SPC/Fw liquid at 300 K, a fifth stretched or compressed).
 Held out: (H2O)1-4 from other seeds, and sizes never trained on, (H2O)8 and (H2O)12.
 Compact sets (``jaxks sample water --relax``: carved clusters annealed at 100 K and minimised in
-vacuum with SPC/Fw, the H-bonded minima users relax): training (H2O)3, 4 (100 K snapshots next
-to the minima) and 6; held out (H2O)3, 6, 10, 16 minima and MD-carved (H2O)12.
+vacuum with SPC/Fw, the H-bonded minima users relax): training (H2O)3, 4 and 6 as 100 K vacuum
+snapshots next to such minima (``--anneal-only``); held out the (H2O)3, 6, 10 and 16 minima
+themselves and MD-carved (H2O)12.
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ BASIS = "def2-svp"
 # run); "spcfw": the force field's own (O–H 1.03 ± 0.03 Å, stretched water). relax: None (liquid
 # fragments as carved), "minimum" (--relax: annealed at 100 K, then minimised in vacuum: compact
 # H-bonded minima, rings, prisms, cages) or "anneal" (--relax --anneal-only: the 100 K vacuum
-# snapshot next to such a minimum; every carved trimer minimises to the same cyclic trimer and
-# most tetramers to two minima, so minima alone would label one structure several times).
+# snapshot next to such a minimum). Training takes the 100 K snapshots, the held-out sets the
+# minima: few minima exist (every carved trimer minimises to the same cyclic trimer; the two
+# hexamer minima of seed 3106 are both among seed 3006's four), so minima in training would
+# repeat one structure and put the held-out geometries themselves into training.
 # Labelling order: what training needs first, the large held-out sizes last.
 TRAIN_SETS = [("train_w1d", 1, 24, 24, 10, "dft", None), ("train_w1", 1, 16, 12, 0, "spcfw", None),
               ("train_w2d", 2, 24, 16, 11, "dft", None), ("train_w2", 2, 16, 8, 1, "spcfw", None),
               ("train_w3d", 3, 12, 8, 12, "dft", None), ("train_w4d", 4, 10, 6, 13, "dft", None),
               ("train_c3d", 3, 8, 8, 3003, "dft", "anneal"),
               ("train_c4d", 4, 6, 6, 3004, "dft", "anneal"),
-              ("train_c6d", 6, 4, 4, 3006, "dft", "minimum")]
+              ("train_c6d", 6, 4, 4, 3006, "dft", "anneal")]
 TEST_SETS = [("test_w1d", 1, 8, 6, 2001, "dft", None), ("test_w2d", 2, 8, 6, 2002, "dft", None),
              ("test_w3d", 3, 8, 4, 2003, "dft", None), ("test_w4d", 4, 8, 4, 2004, "dft", None),
              ("test_w8d", 8, 4, 2, 2008, "dft", None),

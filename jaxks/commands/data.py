@@ -12,8 +12,9 @@ def register(sub) -> None:
         "sample", help="generate water geometries (monomers, clusters) from liquid-water MD",
         description="Classical Langevin dynamics of liquid water (flexible SPC/Fw, periodic box) "
         "at T; clusters of n whole molecules are carved around random centres, a fraction "
-        "stretched/compressed; --relax minimises each in vacuum (compact H-bonded minima). Output: multi-frame extended xyz in Angstrom. The same "
-        "arguments give identical output.")
+        "stretched/compressed; --relax minimises each in vacuum (compact H-bonded minima). "
+        "Output: multi-frame extended xyz in Angstrom. The same arguments give identical "
+        "output.")
     p.add_argument("kind", choices=["water"], help="what to sample (only 'water' for now)")
     p.add_argument("--n", type=int, default=None,
                    help="molecules per cluster, 1-64 (default: 1)")

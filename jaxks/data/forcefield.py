@@ -23,6 +23,9 @@ minimum image plus every translation n·L with |n_i| ≤ k (every pair within R_
 including a molecule and its own images: boxes smaller than 2 R_c). Forces are −∂E/∂x by
 autodiff.
 
+An isolated cluster (:func:`cluster_energy`; ``make_langevin(None)``) has every pair, plain
+Coulomb k_e q_i q_j / r and unshifted Lennard-Jones: the R_c → ∞ limit.
+
 Dynamics: BAOAB Langevin splitting (Leimkuhler & Matthews 2013), which samples the canonical
 ensemble at temperature T for any friction γ.
 """

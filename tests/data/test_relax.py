@@ -121,3 +121,21 @@ def test_relax_is_deterministic_and_refused_for_boxes(tmp_path):
     assert main(box + ["--relax"]) == 2
     assert main(args[:-5] + ["--anneal-only", "-o", str(tmp_path / "d.xyz")]) == 2
     assert not (tmp_path / "c.xyz").exists() and not (tmp_path / "d.xyz").exists()
+
+
+def test_anneal_only_keeps_the_snapshot_above_its_minimum(pairs):
+    """``minimise=False``: the 100 K vacuum snapshot with the sampler's key (documented in
+    sample_water) — below the carved cluster in energy (the heat of the new H-bonds is carried
+    away), above the minimum the sampler reached from it, and not itself stationary."""
+    import jax
+
+    from jaxks.data.sampling import make_relaxer
+
+    relax = make_relaxer(anneal_fs=500.0, minimise=False)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(5), 2**32 - 1), 1)
+    carved, relaxed = pairs[0]
+    snap, info = relax(carved.coords.reshape(N, 3, 3), key)
+    assert info["minimised"] is False and "relax_e_kcal" not in info
+    e_snap = _numpy_energy(snap)
+    assert _numpy_energy(relaxed.coords) < e_snap < _numpy_energy(carved.coords)
+    assert np.abs(_numpy_gradient(snap)).max() > 0.1
