@@ -30,7 +30,7 @@ def register(sub) -> None:
                    "--relax; clusters only; with --relax the relaxed cluster is distorted)")
     p.add_argument("--relax", action="store_true",
                    help="minimise each carved cluster in vacuum with SPC/Fw (all pairs, plain "
-                   "Coulomb; L-BFGS after a short annealing): compact H-bonded local minima "
+                   "Coulomb; FIRE after a short annealing): compact H-bonded local minima "
                    "(rings, prisms, cages) instead of liquid fragments; clusters only")
     p.add_argument("--anneal-temperature", type=float, default=None, metavar="K",
                    help="with --relax: vacuum Langevin temperature before the minimisation "
