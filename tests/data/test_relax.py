@@ -104,7 +104,7 @@ def test_cluster_structure_of_a_dimer():
     assert cluster_structure(np.stack([turned, acceptor]))["hbonds"] == 0.0
 
 
-def test_relax_is_deterministic_and_refused_for_boxes(tmp_path):
+def test_relax_is_deterministic_and_refused_for_boxes(tmp_path, capsys):
     args = ["sample", "water", "--n", "3", "--frames", "2", "--equilibration", "200", "--quiet",
             "--relax", "--anneal-time", "300", "--intramolecular", "dft"]
     for name in "ab":
@@ -118,7 +118,9 @@ def test_relax_is_deterministic_and_refused_for_boxes(tmp_path):
         assert 0.95 < np.linalg.norm(x[:, 1:] - x[:, :1], axis=-1).mean() < 1.0
     box = ["sample", "water", "--box", "8", "--frames", "1", "--quiet", "-o",
            str(tmp_path / "c.xyz")]
+    capsys.readouterr()
     assert main(box + ["--relax"]) == 2
+    assert "--relax minimises isolated clusters" in capsys.readouterr().err
     assert main(args[:-5] + ["--anneal-only", "-o", str(tmp_path / "d.xyz")]) == 2
     assert not (tmp_path / "c.xyz").exists() and not (tmp_path / "d.xyz").exists()
 
