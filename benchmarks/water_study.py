@@ -9,6 +9,10 @@ and evaluation). Data (atomic units on disk) goes under ``--root``.
 
 Training data: MD-carved (H2O)1-4 (SPC/Fw liquid at 300 K, a fifth stretched or compressed).
 Held out: (H2O)1-4 from other seeds, and sizes never trained on, (H2O)8 and (H2O)12.
+Compact sets (``jaxks sample water --relax``: carved clusters annealed at 100 K and minimised in
+vacuum with SPC/Fw, the H-bonded minima users relax): training (H2O)3, 4 and 6 as 100 K vacuum
+snapshots next to such minima (``--anneal-only``); held out the (H2O)3, 6, 10 and 16 minima
+themselves and MD-carved (H2O)12.
 """
 
 from __future__ import annotations
@@ -22,18 +26,37 @@ import time
 
 GRID_LEVEL = 2
 BASIS = "def2-svp"
-# (name, n molecules, frames sampled, frames labelled, seed, intramolecular geometry); held-out
-# seeds differ from the training seeds. "dft": SPC/Fw dynamics with O–H and HOH mapped onto
-# DFT-like values (jaxks sample --intramolecular dft, O–H ~0.99 Å, the geometries users run);
-# "spcfw": the force field's own (O–H 1.03 ± 0.03 Å, stretched water). Labelling order: what
-# training needs first, the large held-out sizes last.
-TRAIN_SETS = [("train_w1d", 1, 24, 24, 10, "dft"), ("train_w1", 1, 16, 12, 0, "spcfw"),
-              ("train_w2d", 2, 24, 16, 11, "dft"), ("train_w2", 2, 16, 8, 1, "spcfw"),
-              ("train_w3d", 3, 12, 8, 12, "dft"), ("train_w4d", 4, 10, 6, 13, "dft")]
-TEST_SETS = [("test_w1d", 1, 8, 6, 2001, "dft"), ("test_w2d", 2, 8, 6, 2002, "dft"),
-             ("test_w3d", 3, 8, 4, 2003, "dft"), ("test_w4d", 4, 8, 4, 2004, "dft"),
-             ("test_w8d", 8, 4, 2, 2008, "dft")]
-ALL_SETS = TRAIN_SETS[:4] + TEST_SETS[:2] + TRAIN_SETS[4:] + TEST_SETS[2:]
+# (name, n molecules, frames sampled, frames labelled, seed, intramolecular geometry, relax);
+# held-out seeds differ from the training seeds. "dft": SPC/Fw dynamics with O–H and HOH mapped
+# onto DFT-like values (jaxks sample --intramolecular dft, O–H ~0.99 Å, the geometries users
+# run); "spcfw": the force field's own (O–H 1.03 ± 0.03 Å, stretched water). relax: None (liquid
+# fragments as carved), "minimum" (--relax: annealed at 100 K, then minimised in vacuum: compact
+# H-bonded minima, rings, prisms, cages) or "anneal" (--relax --anneal-only: the 100 K vacuum
+# snapshot next to such a minimum). Training takes the 100 K snapshots, the held-out sets the
+# minima: few minima exist (every carved trimer minimises to the same cyclic trimer; the two
+# hexamer minima of seed 3106 are both among seed 3006's four), so minima in training would
+# repeat one structure and put the held-out geometries themselves into training.
+# Labelling order: what training needs first, the large held-out sizes last.
+TRAIN_SETS = [("train_w1d", 1, 24, 24, 10, "dft", None), ("train_w1", 1, 16, 12, 0, "spcfw", None),
+              ("train_w2d", 2, 24, 16, 11, "dft", None), ("train_w2", 2, 16, 8, 1, "spcfw", None),
+              ("train_w3d", 3, 12, 8, 12, "dft", None), ("train_w4d", 4, 10, 6, 13, "dft", None),
+              ("train_c3d", 3, 8, 8, 3003, "dft", "anneal"),
+              ("train_c4d", 4, 6, 6, 3004, "dft", "anneal"),
+              ("train_c6d", 6, 4, 4, 3006, "dft", "anneal")]
+TEST_SETS = [("test_w1d", 1, 8, 6, 2001, "dft", None), ("test_w2d", 2, 8, 6, 2002, "dft", None),
+             ("test_w3d", 3, 8, 4, 2003, "dft", None), ("test_w4d", 4, 8, 4, 2004, "dft", None),
+             ("test_w8d", 8, 4, 2, 2008, "dft", None),
+             ("test_c3d", 3, 4, 4, 3103, "dft", "minimum"),
+             ("test_c6d", 6, 2, 2, 3106, "dft", "minimum"),
+             ("test_c10d", 10, 2, 2, 3110, "dft", "minimum"),
+             ("test_w12d", 12, 2, 2, 3112, "dft", None),
+             ("test_c16d", 16, 1, 1, 3116, "dft", "minimum")]
+#: The first study's sets in their labelling order, then the compact ones (appended, so the
+#: existing labelled folders keep their place).
+ALL_SETS = (TRAIN_SETS[:4] + TEST_SETS[:2] + TRAIN_SETS[4:6] + TEST_SETS[2:5]
+            + TRAIN_SETS[6:] + TEST_SETS[5:])
+#: jaxks sample flags of each relax mode.
+RELAX_FLAGS = {None: [], "minimum": ["--relax"], "anneal": ["--relax", "--anneal-only"]}
 
 
 def _run(cmd: list[str]) -> None:
@@ -43,20 +66,21 @@ def _run(cmd: list[str]) -> None:
 
 def stage_sample(root: str, args) -> None:
     os.makedirs(os.path.join(root, "xyz"), exist_ok=True)
-    for name, n, frames, _, seed, intra in ALL_SETS:
+    for name, n, frames, _, seed, intra, relax in ALL_SETS:
         out = os.path.join(root, "xyz", f"{name}.xyz")
         if os.path.exists(out):
             continue
         tmp = out + ".part"
         _run(["jaxks", "sample", "water", "--n", str(n), "--frames", str(frames),
-              "--seed", str(seed), "--intramolecular", intra, "-o", tmp, "--quiet"])
+              "--seed", str(seed), "--intramolecular", intra, "-o", tmp, "--quiet"]
+             + RELAX_FLAGS[relax])
         os.replace(tmp, out)
 
 
 #: Sets labelled with the jaxks engine (PySCF for integrals only): faster than PySCF's SCF for
 #: the larger clusters (methods_timing: HSE06 (H2O)8 8.8 s vs 25 s), slower for the small ones
 #: where compiling dominates. The labels agree with PySCF's to 1e-8 Eh (tests/data).
-JAXKS_ENGINE = {"test_w8d"}
+JAXKS_ENGINE = {"test_w8d", "test_c10d", "test_w12d", "test_c16d"}
 
 
 def stage_label(root: str, args) -> None:
@@ -215,11 +239,12 @@ def model_card(name: str, tables: dict, ci: dict, config: str, wall: list[str]) 
         "water`; `dft`: molecules mapped onto DFT-like O–H and HOH, `--intramolecular dft`; "
         "`spcfw`: the force field's own, stretched), a fifth of the frames stretched or "
         "compressed: " + ", ".join(
-            f"{labelled} × (H2O){n} ({intra})" for _, n, _, labelled, _, intra in trained)
+            f"{labelled} × (H2O){n} ({intra}{', ' + relax if relax else ''})"
+            for _, n, _, labelled, _, intra, relax in trained)
         + f" (seeds {', '.join(str(t[4]) for t in trained)}). Labels: PySCF DF-RKS, "
         "PBE and HSE06 on each frame.", "",
-        "Held out: " + ", ".join(f"{labelled} × (H2O){n} ({intra})"
-                                 for _, n, _, labelled, _, intra in TEST_SETS)
+        "Held out: " + ", ".join(f"{labelled} × (H2O){n} ({intra}{', ' + relax if relax else ''})"
+                                 for _, n, _, labelled, _, intra, relax in TEST_SETS)
         + " from other seeds ((H2O)8: a size never trained on).", "",
         "## Accuracy against HSE06 (DeePKS-SCF of every held-out frame)", "",
         "Units: meV/atom (energy), meV/Å (forces), meV (eigenvalues over the valence occupied "

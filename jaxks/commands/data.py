@@ -12,8 +12,9 @@ def register(sub) -> None:
         "sample", help="generate water geometries (monomers, clusters) from liquid-water MD",
         description="Classical Langevin dynamics of liquid water (flexible SPC/Fw, periodic box) "
         "at T; clusters of n whole molecules are carved around random centres, a fraction "
-        "stretched/compressed. Output: multi-frame extended xyz in Angstrom. The same "
-        "arguments give identical output.")
+        "stretched/compressed; --relax minimises each in vacuum (compact H-bonded minima). "
+        "Output: multi-frame extended xyz in Angstrom. The same arguments give identical "
+        "output.")
     p.add_argument("kind", choices=["water"], help="what to sample (only 'water' for now)")
     p.add_argument("--n", type=int, default=None,
                    help="molecules per cluster, 1-64 (default: 1)")
@@ -25,8 +26,23 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--temperature", type=float, default=300.0, help="K (default: 300)")
     p.add_argument("--distort", type=float, default=None,
-                   help="fraction of stretched/compressed frames, 0-1 (default: 0.2; clusters "
-                   "only)")
+                   help="fraction of stretched/compressed frames, 0-1 (default: 0.2, or 0 with "
+                   "--relax; clusters only; with --relax the relaxed cluster is distorted)")
+    p.add_argument("--relax", action="store_true",
+                   help="minimise each carved cluster in vacuum with SPC/Fw (all pairs, plain "
+                   "Coulomb; FIRE after a short annealing): compact H-bonded local minima "
+                   "(rings, prisms, cages) instead of liquid fragments; clusters only")
+    p.add_argument("--anneal-temperature", type=float, default=None, metavar="K",
+                   help="with --relax: vacuum Langevin temperature before the minimisation "
+                   "(default: 100)")
+    p.add_argument("--anneal-time", type=float, default=None, metavar="FS",
+                   help="with --relax: annealing time, fs; 0 minimises the carved cluster "
+                   "directly (default: 2000)")
+    p.add_argument("--anneal-only", action="store_true",
+                   help="with --relax: keep the annealed cluster (a low-temperature vacuum MD "
+                   "snapshot next to a compact minimum) instead of minimising it: thermal "
+                   "variety where few minima exist (every carved trimer relaxes to the same "
+                   "cyclic trimer)")
     p.add_argument("--interval", type=float, default=100.0,
                    help="simulated time between snapshots, fs (default: 100)")
     p.add_argument("--equilibration", type=float, default=3000.0,
@@ -34,7 +50,7 @@ def register(sub) -> None:
     p.add_argument("--intramolecular", choices=["spcfw", "dft"], default="spcfw",
                    help="molecular geometry: the force field's own (O-H 1.03 +- 0.03 A at 300 "
                    "K) or mapped onto DFT-like O-H and HOH (O-H ~0.99 A, the geometries of "
-                   "optimised and DFT-MD water) (default: spcfw)")
+                   "optimised and DFT-MD water; after --relax) (default: spcfw)")
     p.add_argument("-o", "--out", default=None,
                    help="output xyz file (default: water-n<N>-seed<SEED>.xyz; '-' for stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -98,11 +114,19 @@ def register(sub) -> None:
 
 
 def run_sample(args) -> int:
+    from jaxks.data import sampling
     from jaxks.data.sampling import sample_water, sample_water_box, write_frames_xyz
     from jaxks.system import InputError
 
     progress = None if args.quiet else sys.stderr
+    anneal = (args.anneal_temperature, args.anneal_time)
+    if not args.relax and (anneal != (None, None) or args.anneal_only):
+        raise InputError("--anneal-temperature, --anneal-time and --anneal-only belong to "
+                         "--relax")
     if args.box is not None:
+        if args.relax:
+            raise InputError("--relax minimises isolated clusters in vacuum; periodic boxes "
+                             "are liquid MD snapshots (use --n with --relax)")
         if args.n is not None:
             raise InputError("give --n (clusters) or --box (periodic boxes), not both")
         if args.distort:
@@ -116,11 +140,16 @@ def run_sample(args) -> int:
             f"water-box{args.box}-seed{args.seed}.extxyz")
     else:
         n = 1 if args.n is None else args.n
-        frames = sample_water(n, args.frames, seed=args.seed, temperature=args.temperature,
-                              distort=0.2 if args.distort is None else args.distort,
-                              interval_fs=args.interval, equilibration_fs=args.equilibration,
-                              progress=progress, intramolecular=args.intramolecular)
-        what, out = f"(H2O){n}", args.out or f"water-n{n}-seed{args.seed}.xyz"
+        frames = sample_water(
+            n, args.frames, seed=args.seed, temperature=args.temperature, distort=args.distort,
+            interval_fs=args.interval, equilibration_fs=args.equilibration, progress=progress,
+            intramolecular=args.intramolecular, relax=args.relax,
+            anneal_temperature=(sampling.ANNEAL_TEMPERATURE if anneal[0] is None
+                                else anneal[0]),
+            anneal_fs=sampling.ANNEAL_FS if anneal[1] is None else anneal[1],
+            minimise=not args.anneal_only)
+        what = f"{'relaxed ' if args.relax else ''}(H2O){n}"
+        out = args.out or f"water-n{n}-seed{args.seed}.xyz"
     write_frames_xyz(frames, sys.stdout if out == "-" else out)
     if out != "-" and not args.quiet:
         print(f"wrote {len(frames)} frames of {what} to {out}", file=sys.stderr)

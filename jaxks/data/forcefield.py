@@ -23,6 +23,9 @@ minimum image plus every translation n·L with |n_i| ≤ k (every pair within R_
 including a molecule and its own images: boxes smaller than 2 R_c). Forces are −∂E/∂x by
 autodiff.
 
+An isolated cluster (:func:`cluster_energy`; ``make_langevin(None)``) has every pair, plain
+Coulomb k_e q_i q_j / r and unshifted Lennard-Jones: the R_c → ∞ limit.
+
 Dynamics: BAOAB Langevin splitting (Leimkuhler & Matthews 2013), which samples the canonical
 ensemble at temperature T for any friction γ.
 """
@@ -115,19 +118,44 @@ def water_energy(pos, box, model: WaterModel = SPC_FW, cutoff: float = 9.0, alph
     d = d[None] + shifts[:, None, None, None, None, :]                    # [K, M, M, 3, 3, 3]
     same = jnp.eye(m, dtype=bool)[None] & home[:, None, None]             # [K, M, M]
     other = ~same[..., None, None]                                        # [K, M, M, 1, 1]
+    return e_intra + _pair_sum(d, other, model, lambda r: _dsf(r, alpha, cutoff), cutoff)
+
+
+def cluster_energy(pos, model: WaterModel = SPC_FW):
+    """SPC/Fw potential energy (kcal/mol) of an isolated cluster: every pair, no cutoff.
+
+        E = E_intra + Σ_{i<j} [ Σ_{a,b} k_e q_a q_b / r_{ia,jb} + 4ε((σ/r_OO)¹² − (σ/r_OO)⁶) ]
+
+    (plain Coulomb and unshifted Lennard-Jones: the R_c → ∞ limit of :func:`water_energy` with
+    α = 0). ``pos`` [M, 3, 3] (Angstrom), molecules × (O, H1, H2) × xyz; returns a scalar.
+    """
+    d = (pos[:, None, :, None, :] - pos[None, :, None, :, :])[None]     # [1, M, M, 3, 3, 3]
+    other = ~jnp.eye(pos.shape[0], dtype=bool)[None, :, :, None, None]  # [1, M, M, 1, 1]
+    return _intramolecular(pos, model) + _pair_sum(d, other, model, lambda r: 1.0 / r, None)
+
+
+def _pair_sum(d, other, model, kernel, cutoff):
+    """½ Σ over ordered site pairs of k_e q_a q_b kernel(r) + the O–O Lennard-Jones term
+    (shifted to zero at ``cutoff`` and cut there; plain when ``cutoff`` is None): the
+    intermolecular energy (kcal/mol). ``d`` [K, M, M, 3, 3, 3] pair vectors (Angstrom),
+    ``other`` [K, M, M, 1, 1] the pairs that interact (not a molecule with itself)."""
     r2_all = jnp.sum(d * d, axis=-1)
     r = jnp.sqrt(jnp.where(other, r2_all, 1.0))                           # safe where excluded
     q = jnp.array([model.q_o, model.q_h, model.q_h])
     qq = q[:, None] * q[None, :]
-    e_coul = COULOMB_KCAL_ANGSTROM * jnp.sum(jnp.where(other, qq * _dsf(r, alpha, cutoff), 0.0))
+    e_coul = COULOMB_KCAL_ANGSTROM * jnp.sum(jnp.where(other, qq * kernel(r), 0.0))
 
     r_oo = r[..., 0, 0]
     sr6 = (model.sigma / r_oo) ** 6
-    sr6_c = (model.sigma / cutoff) ** 6
-    lj = 4 * model.epsilon * ((sr6**2 - sr6) - (sr6_c**2 - sr6_c))
-    e_lj = jnp.sum(jnp.where(other[..., 0, 0] & (r_oo < cutoff), lj, 0.0))
+    lj = 4 * model.epsilon * (sr6**2 - sr6)
+    inside = other[..., 0, 0]
+    if cutoff is not None:
+        sr6_c = (model.sigma / cutoff) ** 6
+        lj = lj - 4 * model.epsilon * (sr6_c**2 - sr6_c)
+        inside = inside & (r_oo < cutoff)
+    e_lj = jnp.sum(jnp.where(inside, lj, 0.0))
     # each intermolecular pair was counted twice
-    return e_intra + 0.5 * (e_coul + e_lj)
+    return 0.5 * (e_coul + e_lj)
 
 
 def _intramolecular(pos, model):
@@ -152,12 +180,13 @@ class LangevinSettings:
     friction: float = 1.0 / 1000.0
 
 
-def make_langevin(box: float, model: WaterModel = SPC_FW, cutoff: float | None = None,
+def make_langevin(box: float | None, model: WaterModel = SPC_FW, cutoff: float | None = None,
                   alpha: float = 0.2, images: int = 0):
     """Build a jitted ``run(pos, vel, key, n_steps, temperature, dt, friction) -> (pos, vel)``.
 
     ``images`` > 0: the energy sums periodic images (:func:`water_energy`), the cutoff
-    (default 9 Å) may reach (images + ½) L.
+    (default 9 Å) may reach (images + ½) L. ``box`` None: an isolated cluster in vacuum
+    (:func:`cluster_energy`, every pair; cutoff, alpha and images unused).
 
     One BAOAB step (positions x, velocities v, accelerations a = F/m):
         v ← v + ½dt a(x);  x ← x + ½dt v;
@@ -166,13 +195,16 @@ def make_langevin(box: float, model: WaterModel = SPC_FW, cutoff: float | None =
     Noise for step s is drawn from ``fold_in(key, s)``, so a run is a deterministic function
     of its inputs. Shapes: pos, vel [M, 3, 3] (Angstrom, Angstrom/fs).
     """
-    if cutoff is None:
-        cutoff = 9.0 if images else min(9.0, 0.5 * box - 0.2)
-    if cutoff > (images + 0.5) * box or (not images and cutoff >= 0.5 * box):
-        raise ValueError(f"cutoff {cutoff} Angstrom must be below (images + 1/2) times the box "
-                         f"side {box:.2f} (images = {images})")
+    if box is None:
+        grad = jax.grad(lambda p: cluster_energy(p, model))
+    else:
+        if cutoff is None:
+            cutoff = 9.0 if images else min(9.0, 0.5 * box - 0.2)
+        if cutoff > (images + 0.5) * box or (not images and cutoff >= 0.5 * box):
+            raise ValueError(f"cutoff {cutoff} Angstrom must be below (images + 1/2) times the "
+                             f"box side {box:.2f} (images = {images})")
+        grad = jax.grad(lambda p: water_energy(p, box, model, cutoff, alpha, images))
     masses = jnp.array([MASS_O, MASS_H, MASS_H])[None, :, None]
-    grad = jax.grad(lambda p: water_energy(p, box, model, cutoff, alpha, images))
 
     def accel(p):
         return -grad(p) / masses * ACCEL_PER_KCAL_ANGSTROM_AMU
