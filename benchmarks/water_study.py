@@ -80,7 +80,7 @@ def stage_sample(root: str, args) -> None:
 #: Sets labelled with the jaxks engine (PySCF for integrals only): faster than PySCF's SCF for
 #: the larger clusters (methods_timing: HSE06 (H2O)8 8.8 s vs 25 s), slower for the small ones
 #: where compiling dominates. The labels agree with PySCF's to 1e-8 Eh (tests/data).
-JAXKS_ENGINE = {"test_w8d", "test_c10d", "test_w12d", "test_c16d"}
+JAXKS_ENGINE = {"test_w8d", "test_c6d", "test_c10d", "test_w12d", "test_c16d"}
 
 
 def stage_label(root: str, args) -> None:
