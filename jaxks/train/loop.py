@@ -200,9 +200,10 @@ class Trainer:
         """(Re)build every bucket's :class:`FixedCache` (:func:`bucket_cache`); with ``scf``
         first reconverge Γ with θ frozen (:func:`refresh_densities`: one call per bucket,
         warm-started, to the refresh tolerances ``self.refresh_options``; MINAO fallback for
-        the frames that fail; a frame that fails both keeps its previous Γ). Forces (the costly part of a cache) only when the stage's force weight is
-        > 0. Progress on the trainer's stream; the counts in ``self.refresh_stats``. Returns the
-        number of frames left unconverged."""
+        the frames that fail; a frame that fails both keeps its previous Γ). Forces (the costly
+        part of a cache) only when the stage's force weight is > 0. Progress on the trainer's
+        stream; the counts in ``self.refresh_stats``. Returns the number of frames left
+        unconverged."""
         setup = self.predict_setup(stage)
         width = padded_batch_size(stage.batch_size, self.n_devices)
         stats = RefreshStats()
