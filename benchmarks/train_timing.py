@@ -91,10 +91,15 @@ def bench_refresh(tr, records, fixed, params, args) -> dict:
       the training's SCF settings (compiled once before, so no compile time is included);
     * ``refresh_first_s``: the step-0 refresh from the PBE densities (compile included);
     * ``refresh_s``: a refresh after ``--refresh-steps`` fixed-mode steps (the model moved as it
-      does between two refreshes of a run) — what each periodic refresh costs.
+      does between two refreshes of a run) — what each periodic refresh costs; to the refresh
+      tolerances ([train] refresh_e_tol, refresh_comm_tol), each frame's loop started from the
+      F_base the previous refresh cached;
+    * ``refresh_nostart_s``: the same without that start (the loop builds F[Γ] first);
+      ``refresh_tight_s``: without it and at the [scf] tolerances (the refresh before it had
+      tolerances of its own).
 
-    The two are timed alternately ``--repeat`` times (each refresh from the same densities) and
-    the best of each kept, so that a load change on a shared machine biases neither.
+    They are timed alternately ``--repeat`` times (each refresh from the same densities) and
+    the best of each kept, so that a load change on a shared machine biases none.
     """
     from jaxks.train.buckets import batch_at
 
@@ -118,23 +123,45 @@ def bench_refresh(tr, records, fixed, params, args) -> dict:
         b = batch_at(k, tr.buckets, fixed.batch_size, 0)
         tr.run_step(fixed, 0, optimizer, b.bucket, b.positions, b.weights)
     start = dict(tr.state["gammas"])
-    colds, refreshes = [], []
+    start_bases = dict(tr.state["bases"])
+    tight = loop.scf_options(tr.cfg)
+
+    def refresh(options, with_bases):
+        """One refresh from the densities (and, ``with_bases``, the cached F_base, E_base) the
+        steps left; (seconds, stats)."""
+        tr.state["gammas"] = dict(start)
+        tr.state["bases"] = {k: dict(fock=v["fock"], energy=v["energy"] if with_bases
+                                     else jnp.zeros_like(v["energy"]))
+                             for k, v in start_bases.items()}
+        saved, tr.refresh_options = tr.refresh_options, options
+        t0 = time.perf_counter()
+        tr.build_caches(fixed, tr.state["params"], scf=True)
+        tr.refresh_options = saved
+        return time.perf_counter() - t0, tr.refresh_stats
+
+    # the refresh as trained (refresh tolerances, loop started from the cached F_base), without
+    # the cached start, and at the [scf] tolerances without it (as before the refresh had its
+    # own tolerances)
+    variants = {"refresh": (tr.refresh_options, True), "refresh_nostart": (tr.refresh_options,
+                                                                            False),
+                "refresh_tight": (tight, False)}
+    colds, times, stats = [], {k: [] for k in variants}, {}
     for _ in range(max(args.repeat, 1)):
         cold, cycles_pbe = cold_sum()
         colds.append(cold)
-        tr.state["gammas"] = dict(start)
-        t0 = time.perf_counter()
-        tr.build_caches(fixed, tr.state["params"], scf=True)
-        refreshes.append(time.perf_counter() - t0)
-    st = tr.refresh_stats
-    cold, steady = min(colds), min(refreshes)
+        for name, (options, with_bases) in variants.items():
+            t, stats[name] = refresh(options, with_bases)
+            times[name].append(t)
+    cold, steady = min(colds), min(times["refresh"])
     print(f"  refresh: first {first:.3g} s, after {args.refresh_steps} steps {steady:.3g} s "
           f"(cold PBE sum {cold:.3g} s)", file=sys.stderr, flush=True)
-    return {"refresh_frames": len(records), "cold_pbe_sum_s": cold,
-            "cold_pbe_cycles": float(np.mean(cycles_pbe)), "refresh_first_s": first,
-            "refresh_s": steady, "refresh/cold_pbe": steady / cold,
-            "refresh_cycles_mean": st.mean_cycles, "refresh_cycles_max": st.max_cycles,
-            "refresh_fallbacks": st.fallbacks}
+    row = {"refresh_frames": len(records), "cold_pbe_sum_s": cold,
+           "cold_pbe_cycles": float(np.mean(cycles_pbe)), "refresh_first_s": first}
+    for name in variants:
+        st = stats[name]
+        row.update({f"{name}_s": min(times[name]), f"{name}/cold_pbe": min(times[name]) / cold,
+                    f"{name}_cycles_mean": st.mean_cycles, f"{name}_fallbacks": st.fallbacks})
+    return row
 
 
 def bench(n: int, args) -> dict:

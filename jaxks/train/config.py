@@ -97,6 +97,16 @@ class TrainSection:
     refresh_every: int = 10        # fixed mode: steps between SCF refreshes of the frozen Γ
     refresh_cycles: int = 30       # cycles a warm-started refresh SCF may take before its frame
                                    # is run again alone from MINAO (0: scf.max_cycles)
+    # Convergence of the fixed-mode refresh SCF (Hartree), looser than [scf]: a fixed-density
+    # step evaluates every loss at the refreshed Γ itself, so a density error δΓ changes the
+    # energy at second order and the Fock matrix, eigenvalues and forces at first order in δΓ
+    # ~ comm_tol; at these values the loss terms of the trained water model move by ≤ 3 % of the
+    # targets' scale (eigenvalues ≤ 0.26 meV, forces ≤ 0.13 meV/Å, energy ~1e-6 meV/atom:
+    # benchmarks/results/train_timing_cpu.md, run 5) for ~3 cycles fewer per frame, and a
+    # refresh re-converges Γ, so the error does not accumulate. Evaluation and end-to-end
+    # steps keep [scf].
+    refresh_e_tol: float = 1e-7
+    refresh_comm_tol: float = 1e-4
     scf_frames_per_vmap: int = 0   # end-to-end mode: frames vmapped together (0: whole batch;
                                    # lowered on a CPU with jaxlib 0.10-0.11: README, Known problems)
     checkpoint_every: int = 10
@@ -201,6 +211,8 @@ class TrainConfig:
              "(0: scf.max_cycles)"),
             (min(self.scf.e_tol, self.scf.comm_tol, self.scf.adjoint_tol) > 0,
              "scf.e_tol, scf.comm_tol and scf.adjoint_tol must be > 0 (Hartree)"),
+            (min(self.train.refresh_e_tol, self.train.refresh_comm_tol) > 0,
+             "train.refresh_e_tol and train.refresh_comm_tol must be > 0 (Hartree)"),
             (self.scf.level_shift >= 0, "scf.level_shift must be >= 0 (Hartree)"),
             (0 <= self.scf.damping < 1, "scf.damping must be in [0, 1)"),
         ]

@@ -63,7 +63,7 @@ from jaxks.train.predict import PredictSetup
 from jaxks.train.refresh import (_COMPILED, RefreshStats, bucket_cache, chunks,  # noqa: F401
                                  refresh_fields, refresh_line)
 from jaxks.train.schedule import (checkpoint_due, make_optimizer, refresh_due,  # noqa: F401
-                                  scf_options, stage_start)
+                                  refresh_options, scf_options, stage_start)
 from jaxks.train.step import (TRACE_COUNT, LossSetup, frame_mesh, make_train_step,
                               safe_frames_per_vmap)
 from jaxks.xc import get_xc
@@ -122,6 +122,9 @@ class Trainer:
         self.n_devices = 1 if self.mesh is None else self.mesh.size
         self.data = [_BucketData(self.records, b, self) for b in self.buckets]
         self.options = scf_options(cfg)
+        # the fixed-mode refresh converges to its own, looser tolerances ([train] refresh_e_tol,
+        # refresh_comm_tol: the loss is evaluated at the refreshed Γ); everything else: [scf]
+        self.refresh_options = refresh_options(cfg)
         # no host callback inside a step: unconverged solves show in the logged matvec count
         self.adjoint = AdjointOptions(tol=cfg.scf.adjoint_tol, warn=False)
         opt, _ = make_optimizer(cfg, params, self.stages[0] if self.stages else None)
@@ -196,10 +199,11 @@ class Trainer:
     def build_caches(self, stage: ResolvedStage, params, scf: bool) -> int:
         """(Re)build every bucket's :class:`FixedCache` (:func:`bucket_cache`); with ``scf``
         first reconverge Γ with θ frozen (:func:`refresh_densities`: one call per bucket,
-        warm-started; MINAO fallback for the frames that fail; a frame that fails both keeps its
-        previous Γ). Forces (the costly part of a cache) only when the stage's force weight is
-        > 0. Progress on the trainer's stream; the counts in ``self.refresh_stats``. Returns the
-        number of frames left unconverged."""
+        warm-started, to the refresh tolerances ``self.refresh_options``; MINAO fallback for
+        the frames that fail; a frame that fails both keeps its previous Γ). Forces (the costly
+        part of a cache) only when the stage's force weight is > 0. Progress on the trainer's
+        stream; the counts in ``self.refresh_stats``. Returns the number of frames left
+        unconverged."""
         setup = self.predict_setup(stage)
         width = padded_batch_size(stage.batch_size, self.n_devices)
         stats = RefreshStats()
@@ -208,7 +212,8 @@ class Trainer:
             data.inputs, st = bucket_cache(
                 params, self.state["gammas"][bucket.key], self.state["bases"][bucket.key],
                 setup, bucket, lambda forces, pos, data=data: self._frames(data, forces, pos),
-                scf=scf, warm_cycles=self.cfg.train.refresh_cycles, width=width)
+                scf=scf, warm_cycles=self.cfg.train.refresh_cycles, width=width,
+                options=self.refresh_options)
             if scf:
                 stats = stats + st
                 if self.stream is not None:
@@ -245,6 +250,9 @@ class Trainer:
             jnp.asarray(weights))
         self.state.update(params=params, opt_state=opt_state)
         self.state["gammas"][bucket.key] = gammas
+        if stage.mode == "scf":  # Γ moved: the refresh's F_base, E_base are no longer at Γ
+            bases = self.state["bases"][bucket.key]
+            bases["energy"] = jnp.zeros_like(bases["energy"])
         return jax.device_get(diag)
 
     def evaluate_all(self, stage: ResolvedStage, k: int, optimizer) -> dict:

@@ -60,30 +60,36 @@ class RefreshStats:
 
 
 def _refresh_scf_fn(term, xc, options: SCFOptions, sequential: bool = False):
-    """jit(vmap) of the DeePKS-SCF with θ frozen: (params, frames [n], guesses [n, nao, nao])
-    -> (Γ, F_base [n, nao, nao], E_base [n], converged [n], cycles [n]); with ``sequential``
+    """jit(vmap) of the DeePKS-SCF with θ frozen: (params, frames [n], guesses [n, nao, nao],
+    F_base⁰ [n, nao, nao], E_base⁰ [n]) -> (Γ, F_base [n, nao, nao], E_base [n], converged [n],
+    cycles [n]); with ``sequential``
     the frames run one after the other inside the one call (``lax.map``), each loop stopping
     at its own convergence.
 
     F_base[Γ] = F[Γ] − ∂E_δ/∂Γ and E_base = E − E_δ come from the loop's last Fock build (at
     the returned Γ), so the fixed-density cache needs no second Fock build and no second
-    compilation of the grid code. One compilation per shape and settings."""
+    compilation of the grid code. F_base⁰, E_base⁰: those of the guess where known (E_base⁰ ≠ 0:
+    the previous refresh's), which then starts the loop without a Fock build
+    (:func:`jaxks.scf._scf_loop` ``start``); zeros where not. One compilation per shape and
+    settings."""
     key = ("refresh_scf", term, xc, options, sequential)
     if key not in _COMPILED:
-        def one(params, frame, guess):
+        def one(params, frame, guess, fock0, energy0):
             theta = DeePKSParams(model=params, overlaps=frame.overlaps,
                                  element_onehot=frame.onehot)
-            s = _scf_loop(frame.ints, theta, guess, xc, term, options)
+            s = _scf_loop(frame.ints, theta, guess, xc, term, options,
+                          start=(fock0, energy0, energy0 != 0))
             v_delta = jax.grad(term)(s["gamma"], theta)
             fock_base = s["fock"] - 0.5 * (v_delta + v_delta.T)
             energy_base = s["parts"].total - s["parts"].term
             return s["gamma"], fock_base, energy_base, s["converged"], s["cycle"]
 
         if sequential:
-            def run(params, frames, guesses):
-                return jax.lax.map(lambda x: one(params, *x), (frames, guesses))
+            def run(params, frames, guesses, focks, energies):
+                return jax.lax.map(lambda x: one(params, *x),
+                                   (frames, guesses, focks, energies))
         else:
-            run = jax.vmap(one, in_axes=(None, 0, 0))
+            run = jax.vmap(one, in_axes=(None, 0, 0, 0, 0))
         _COMPILED[key] = jax.jit(run)
     return _COMPILED[key]
 
@@ -98,7 +104,7 @@ def sequential_refresh_default() -> bool:
 
 
 def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
-                      warm_cycles: int = 0, sequential: bool | None = None):
+                      warm_cycles: int = 0, sequential: bool | None = None, bases=None):
     """Self-consistent densities Γ*(θ) of the stacked frames of one composition, θ frozen.
 
     The DeePKS-SCF F[Γ] = F_base[Γ] + ∂E_δ(Γ, θ)/∂Γ of every frame runs in one jitted,
@@ -116,6 +122,9 @@ def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
             ``onehot`` are used).
         guesses: warm starts [n, nao, nao] (electrons).
         term, xc, options: the DeePKS energy term, base functional and SCF settings.
+        bases: optional (F_base [n, nao, nao], E_base [n]) at ``guesses`` (Hartree; E_base 0
+            where unknown), e.g. the previous refresh's: the warm-started loops then begin
+            without a Fock build (one fewer per frame; the same fixed point).
     Returns:
         (Γ [n, nao, nao], base, :class:`RefreshStats`) with base = (F_base [n, nao, nao],
         E_base [n]) at Γ (Hartree), or None when a frame kept its guess (its F_base is then
@@ -127,8 +136,10 @@ def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
         warm = dataclasses.replace(options, max_cycles=warm_cycles)
     if sequential is None:
         sequential = sequential_refresh_default()
+    if bases is None:
+        bases = (jnp.zeros_like(guesses), jnp.zeros(guesses.shape[0], guesses.dtype))
     gamma, fock, energy, ok, cycles = _refresh_scf_fn(term, xc, warm, sequential)(
-        params, frames, guesses)
+        params, frames, guesses, *bases)
     ok, cycles = np.array(ok), np.array(cycles)
     stats = RefreshStats(frames=len(ok), max_cycles=int(cycles.max(initial=0)))
     failed = np.flatnonzero(~ok)
@@ -136,7 +147,9 @@ def refresh_densities(params, frames, guesses, term, xc, options: SCFOptions, *,
         single = _refresh_scf_fn(term, xc, options)
         for i in failed:
             frame = jax.tree_util.tree_map(lambda x: x[i:i + 1], frames)
-            g1, f1, e1, ok1, c1 = single(params, frame, frame.ints.guess)
+            guess = frame.ints.guess
+            g1, f1, e1, ok1, c1 = single(params, frame, guess, jnp.zeros_like(guess),
+                                         jnp.zeros(1, guess.dtype))
             cycles[i] += int(c1[0])
             if bool(ok1[0]):
                 ok[i] = True
@@ -174,14 +187,17 @@ def cache_fn(setup: PredictSetup, given_fock: bool):
 
 
 def bucket_cache(params, gammas, stored: dict, setup: PredictSetup, bucket: Bucket,
-                 frames: Callable, *, scf: bool, warm_cycles: int, width: int):
+                 frames: Callable, *, scf: bool, warm_cycles: int, width: int,
+                 options: SCFOptions | None = None):
     """The :class:`FixedCache` stack of one bucket, optionally after a density refresh.
 
     With ``scf``, Γ is first reconverged with θ = ``params`` frozen (:func:`refresh_densities`,
-    warm-started from ``gammas``, capped at ``warm_cycles``) and the cache reuses its last Fock
-    build. Without, the cache is built at ``gammas``, from the checkpointed F_base and E_base
-    in ``stored`` when an earlier refresh set them (E_base all non-zero), which makes a resumed
-    run bit-for-bit equal to an uninterrupted one. Force terms (3·naux·nao² integrals per frame)
+    warm-started from ``gammas``, capped at ``warm_cycles``, with the SCF settings ``options``,
+    default ``setup.options``; the trainer passes the looser refresh tolerances,
+    :func:`jaxks.train.schedule.refresh_options`) and the cache reuses its last Fock build.
+    Without, the cache is built at ``gammas``, from the checkpointed F_base and E_base in
+    ``stored`` when an earlier refresh set them (E_base all non-zero), which makes a resumed run
+    bit-for-bit equal to an uninterrupted one. Force terms (3·naux·nao² integrals per frame)
     only when ``setup.with_forces``, in chunks of ``width`` frames.
 
     Args:
@@ -196,9 +212,11 @@ def bucket_cache(params, gammas, stored: dict, setup: PredictSetup, bucket: Buck
     if not scf and bool(jnp.all(stored["energy"] != 0)):  # set by an earlier refresh
         base = (stored["fock"], stored["energy"])
     if scf:
+        # the stored F_base, E_base (where set) start each frame's loop without a Fock build
         gammas, base, stats = refresh_densities(params, frames(False, None), gammas, setup.term,
-                                                setup.xc, setup.options,
-                                                warm_cycles=warm_cycles)
+                                                setup.xc, options or setup.options,
+                                                warm_cycles=warm_cycles,
+                                                bases=(stored["fock"], stored["energy"]))
     extra = () if base is None else base
     fn = cache_fn(setup, base is not None)
     if not setup.with_forces:

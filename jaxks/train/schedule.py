@@ -7,6 +7,7 @@ step loop (:mod:`jaxks.train.loop`) asks them what to do at each step.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import optax
@@ -21,6 +22,14 @@ def scf_options(cfg: TrainConfig) -> SCFOptions:
     s = cfg.scf
     return SCFOptions(max_cycles=s.max_cycles, e_tol=s.e_tol, comm_tol=s.comm_tol,
                       level_shift=s.level_shift, damping=s.damping)
+
+
+def refresh_options(cfg: TrainConfig) -> SCFOptions:
+    """The :class:`SCFOptions` of a fixed-mode density refresh: :func:`scf_options` with the
+    refresh's own tolerances ``train.refresh_e_tol`` and ``train.refresh_comm_tol`` (Hartree;
+    why looser is safe there: :class:`jaxks.train.config.TrainSection`)."""
+    return dataclasses.replace(scf_options(cfg), e_tol=cfg.train.refresh_e_tol,
+                               comm_tol=cfg.train.refresh_comm_tol)
 
 
 def make_optimizer(cfg: TrainConfig, params, stage: ResolvedStage | None = None):

@@ -85,11 +85,14 @@ def copy_record(record, **base_updates):
 
 
 def train_config(out, mode="scf", scf=None, **train):
-    """A small :class:`TrainConfig`: tight SCF, 16-16 network, batches of 2, output in ``out``."""
+    """A small :class:`TrainConfig`: tight SCF (the fixed-mode refresh too, so that tests can
+    compare it with ``run_scf`` at [scf]'s tolerances), 16-16 network, batches of 2, output in
+    ``out``."""
     from jaxks.train.config import ModelSection, SCFSection, TrainConfig, TrainSection
 
     train = dict(dict(mode=mode, steps=4, batch_size=2, seed=3, refresh_every=3,
-                      checkpoint_every=100, out=str(out)), **train)
+                      checkpoint_every=100, out=str(out), refresh_e_tol=TIGHT_SCF["e_tol"],
+                      refresh_comm_tol=TIGHT_SCF["comm_tol"]), **train)
     return TrainConfig(model=ModelSection(hidden=HIDDEN),
                        scf=SCFSection(**dict(TIGHT_SCF, **(scf or {}))),
                        train=TrainSection(**train))

@@ -33,7 +33,8 @@ def every_setting_changed() -> TrainConfig:
                        damping=0.3, adjoint_tol=1e-11),
         train=TrainSection(mode="fixed", steps=5, batch_size=3, seed=42, refresh_every=2,
                            checkpoint_every=4, log_every=3, out="runs/try 1",
-                           scf_frames_per_vmap=2, refresh_cycles=12),
+                           scf_frames_per_vmap=2, refresh_cycles=12, refresh_e_tol=3e-9,
+                           refresh_comm_tol=5e-5),
         stages=(StageSection(mode="scf", steps=7, batch_size=2, refresh_every=3,
                              learning_rate=1e-4, decay_steps=9, decay_rate=0.7, energy=0.5,
                              force=2.0, hamiltonian=0.0, valence_hamiltonian=3.0,
@@ -120,6 +121,7 @@ def test_partial_file_takes_defaults(tmp_path):
     ("[loss]\neigenvalue = -0.01\n", ["loss weights", ">= 0"]),
     ("[scf]\nmax_cycles = 0\n", ["max_cycles", ">= 1"]),
     ("[scf]\ncomm_tol = 0.0\n", ["comm_tol", "> 0"]),
+    ("[train]\nrefresh_comm_tol = 0.0\n", ["refresh_comm_tol", "> 0"]),
     ("[scf]\ndamping = 1.0\n", ["damping"]),
 ])
 def test_bad_settings_give_clear_input_errors(tmp_path, text, words):

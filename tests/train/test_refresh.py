@@ -75,3 +75,53 @@ def test_refresh_equals_per_frame_scf_and_falls_back_to_minao(water_records, tmp
     direct = fixed_cache_jit(records[bad].frame, starts[bad], setup=setup)
     np.testing.assert_allclose(np.asarray(cache.fock_base[bad]), np.asarray(direct.fock_base),
                                atol=1e-10)
+
+
+def test_loose_refresh_tolerances_and_cached_start(water_records, tmp_path):
+    """[train] refresh_e_tol, refresh_comm_tol govern the refresh alone: at the defaults (1e-7,
+    1e-4) it takes fewer cycles than at [scf]'s tight ones and lands within the distance the
+    commutator tolerance allows (measured 1e-5 for the water model on real frames; bound
+    10 × refresh_comm_tol), the base energy second order in that distance. A second refresh
+    started from the stored F_base, E_base of the first (no Fock build at its start) gives the
+    densities and caches of one that builds F[Γ] first."""
+    import dataclasses
+    from jaxks.train.config import TrainConfig
+
+    records = list(water_records)
+    default = TrainConfig().train
+    starts = jnp.stack([jnp.asarray(r.base["dm"]) for r in records])
+
+    def trainer(name, **tols):
+        tr = loop.Trainer(train_config(tmp_path / name, "fixed", **tols), records, "pbe", None)
+        tr.state["gammas"][tr.buckets[0].key] = starts
+        return tr
+
+    tight = trainer("tight")
+    loose = trainer("loose", refresh_e_tol=default.refresh_e_tol,
+                    refresh_comm_tol=default.refresh_comm_tol)
+    assert loose.refresh_options == dataclasses.replace(loose.options, e_tol=1e-7,
+                                                        comm_tol=1e-4)
+    params = perturbed(tight.state["params"], scale=0.05)
+    for tr in (tight, loose):
+        assert tr.build_caches(tr.stages[0], params, scf=True) == 0
+    a, b = tight.data[0].inputs, loose.data[0].inputs
+    assert loose.refresh_stats.cycles < tight.refresh_stats.cycles
+    distance = float(jnp.max(jnp.abs(a.gamma - b.gamma)))
+    assert 1e-10 < distance < 10 * default.refresh_comm_tol, distance
+    assert float(jnp.max(jnp.abs(a.energy_base - b.energy_base))) < 1e-6
+
+    # the second refresh: from the stored bases, and from the same Γ without them
+    moved = perturbed(params, scale=0.02, seed=2)
+    key = loose.buckets[0].key
+    gamma, stored = loose.state["gammas"][key], dict(loose.state["bases"][key])
+    assert bool(jnp.all(stored["energy"] != 0))
+    loose.build_caches(loose.stages[0], moved, scf=True)
+    with_start = loose.data[0].inputs
+    loose.state["gammas"][key] = gamma
+    loose.state["bases"][key] = dict(fock=stored["fock"],
+                                     energy=jnp.zeros_like(stored["energy"]))
+    loose.build_caches(loose.stages[0], moved, scf=True)
+    built = loose.data[0].inputs
+    for name in ("gamma", "fock_base", "energy_base", "forces_base"):
+        np.testing.assert_allclose(np.asarray(getattr(with_start, name)),
+                                   np.asarray(getattr(built, name)), atol=1e-10, err_msg=name)
