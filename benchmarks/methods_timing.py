@@ -184,31 +184,50 @@ def bench(n, method, args):
 
 
 def fock_build_times(n, args, repeat=5):
-    """Seconds of one jitted Fock build (energy + F at the converged PBE density), PBE vs HSE06,
-    timed alternately ``repeat`` times each, best taken: a per-iteration cost ratio that a
-    shared, noisy machine distorts less than whole SCF runs started minutes apart."""
+    """Seconds of one jitted Fock build (energy + F at the converged PBE density) for each of
+    ``args.methods`` — PBE, HSE06, PBE + the DeePKS term (F + V_δ, E + E_δ) — timed alternately
+    ``repeat`` times each, best taken: the per-iteration cost ratio to PBE, which a shared, noisy
+    machine distorts less than whole SCF runs started minutes apart (and which does not depend
+    on how many cycles each method needs)."""
     from jaxks.scf import fock_matrix
 
     system = System.from_symbols(*water_cluster(n), basis=args.basis, auxbasis=args.auxbasis,
                                  grid_level=args.grid_level)
     mol = system.to_pyscf()
+    mol.max_memory = 16000
     grids = make_grids(mol, args.grid_level)
-    xcs = {"pbe": get_xc("pbe"), "hse06": hse06()}
-    ints = integrals_from_pyscf(mol, args.auxbasis, args.grid_level, grids=grids,
-                                omega=sr_omega(xcs["hse06"]))
+    methods = ["pbe"] + [m for m in args.methods if m != "pbe"]
+    omega = dict(omega=sr_omega(hse06())) if "hse06" in methods else {}
+    ints = integrals_from_pyscf(mol, args.auxbasis, args.grid_level, grids=grids, **omega)
     gamma = run_scf(ints, "pbe", options=OPTS).gamma
-    build = jax.jit(lambda g, i, xc: fock_matrix(g, i, xc, None, None)[0],
-                    static_argnames="xc")
-    best = {k: float("inf") for k in xcs}
-    for k, xc in xcs.items():
-        jax.block_until_ready(build(gamma, ints, xc=xc))  # compile
+    build = jax.jit(lambda g, i, p, xc, term: fock_matrix(g, i, xc, term, p)[0],
+                    static_argnames=("xc", "term"))
+    label = ""
+    calls = {}
+    for m in methods:
+        if m == "deepks":
+            model, label = deepks_model(args)
+            term, theta = model.prepare(mol)
+            calls[m] = dict(xc=get_xc("pbe"), term=term, p=theta)
+        else:
+            calls[m] = dict(xc=hse06() if m == "hse06" else get_xc("pbe"), term=None, p=None)
+    best = {m: float("inf") for m in methods}
+    for m in methods:
+        jax.block_until_ready(build(gamma, ints, **calls[m]))  # compile
     for _ in range(repeat):
-        for k, xc in xcs.items():
-            _, t = _timed(lambda: build(gamma, ints, xc=xc))
-            best[k] = min(best[k], t)
-    return dict(n=n, nao=ints.nao, naux=ints.naux, ngrid=ints.n_grid, fock_pbe_s=best["pbe"],
-                fock_hse06_s=best["hse06"], ratio=best["hse06"] / best["pbe"],
-                hse06=xcs["hse06"].name)
+        for m in methods:
+            _, t = _timed(lambda: build(gamma, ints, **calls[m]))
+            best[m] = min(best[m], t)
+    row = dict(n=n, nao=ints.nao, naux=ints.naux, ngrid=ints.n_grid)
+    for m in methods:
+        row[f"fock_{m}_s"] = best[m]
+    for m in methods[1:]:
+        row[f"{m}/pbe"] = best[m] / best["pbe"]
+    if "hse06" in methods:
+        row["hse06"] = calls["hse06"]["xc"].name
+    if label:
+        row["deepks_model"] = label
+    return row
 
 
 def ratios(rows):
@@ -253,7 +272,8 @@ def main(argv=None):
     ap.add_argument("--pyscf-max", type=int, default=16, help="largest n also run with PySCF")
     ap.add_argument("--forces-max", type=int, default=16, help="largest n with forces")
     ap.add_argument("--fock-only", action="store_true",
-                    help="only time single Fock builds, PBE vs HSE06 (see fock_build_times)")
+                    help="only time single Fock builds, each method of --methods against "
+                    "PBE (see fock_build_times)")
     ap.add_argument("--out", help="append the markdown tables to this file")
     args = ap.parse_args(argv)
     if args.fock_only:
@@ -261,7 +281,8 @@ def main(argv=None):
         for n in args.sizes:
             rows.append(fock_build_times(n, args))
             print(rows[-1], flush=True)
-        report(f"\n## One Fock build, PBE vs HSE06 (best of 5, alternating), {args.basis}, aux "
+        report(f"\n## One Fock build, {' / '.join(args.methods)} (best of 5, alternating), "
+               f"{args.basis}, aux "
                f"{args.auxbasis}, grid level {args.grid_level}\nMachine: {machine()}. Seconds."
                "\n\n", rows, args.out)
         return

@@ -125,3 +125,61 @@ def test_loose_refresh_tolerances_and_cached_start(water_records, tmp_path):
     for name in ("gamma", "fock_base", "energy_base", "forces_base"):
         np.testing.assert_allclose(np.asarray(getattr(with_start, name)),
                                    np.asarray(getattr(built, name)), atol=1e-10, err_msg=name)
+
+
+def test_end_to_end_step_invalidates_the_cached_start(water_records, tmp_path):
+    """fixed → end-to-end → fixed: the refresh after an end-to-end step starts from the Γ that
+    step left and must not reuse the F_base, E_base the earlier refresh cached (they belong to
+    the old Γ). Its results equal those of a from-scratch refresh of the same Γ bit for bit; the
+    same refresh started from the stale cache lands elsewhere (within the loose refresh
+    tolerances), so this comparison can fail."""
+    import dataclasses
+    from jaxks.train.config import StageSection, TrainConfig
+
+    default = TrainConfig().train
+    tols = dict(refresh_e_tol=default.refresh_e_tol, refresh_comm_tol=default.refresh_comm_tol)
+    cfg = dataclasses.replace(train_config(tmp_path / "a", "fixed", **tols), stages=(
+        StageSection(mode="fixed", steps=1, refresh_every=1),
+        StageSection(mode="scf", steps=1, learning_rate=3e-2, eigenvector=0.0),
+        StageSection(mode="fixed", steps=1, refresh_every=1)))
+    records = list(water_records)
+    tr = loop.Trainer(cfg, records, "pbe", None)
+    fixed, scf, fixed_again = tr.stages
+    key = tr.buckets[0].key
+    params = perturbed(tr.state["params"], scale=0.05)
+    tr.state["params"] = params
+    assert tr.build_caches(fixed, params, scf=True) == 0
+    stale = dict(tr.state["bases"][key])
+    gamma_before = tr.state["gammas"][key]
+    assert bool(jnp.all(stale["energy"] != 0))
+
+    # one end-to-end step over every frame moves Γ and the parameters
+    optimizer, _ = loop.make_optimizer(cfg, params, scf)
+    tr.state["opt_state"] = tr.place(optimizer.init(params))
+    n = len(records)
+    width = loop.padded_batch_size(n, tr.n_devices)
+    positions = np.concatenate([np.arange(n), np.zeros(width - n, int)])
+    weights = np.concatenate([np.ones(n), np.zeros(width - n)])
+    tr.run_step(scf, 1, optimizer, 0, positions, weights)
+    gamma_after = tr.state["gammas"][key]
+    assert float(jnp.max(jnp.abs(gamma_after - gamma_before))) > 1e-6
+    assert bool(jnp.all(tr.state["bases"][key]["energy"] == 0))  # the cache is invalidated
+
+    moved = tr.state["params"]
+    tr.build_caches(fixed_again, moved, scf=True)
+    after = tr.data[0].inputs
+
+    fresh = loop.Trainer(cfg, records, "pbe", None)
+    fresh.state["gammas"][key] = gamma_after
+    fresh.build_caches(fixed_again, moved, scf=True)
+    scratch = fresh.data[0].inputs
+    for name in ("gamma", "fock_base", "energy_base"):
+        np.testing.assert_array_equal(np.asarray(getattr(after, name)),
+                                      np.asarray(getattr(scratch, name)), err_msg=name)
+
+    # the stale cache (F_base, E_base at the Γ before the end-to-end step) as the start
+    fresh.state["gammas"][key] = gamma_after
+    fresh.state["bases"][key] = stale
+    fresh.build_caches(fixed_again, moved, scf=True)
+    wrong = fresh.data[0].inputs
+    assert float(jnp.max(jnp.abs(wrong.gamma - scratch.gamma))) > 1e-10
