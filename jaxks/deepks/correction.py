@@ -11,14 +11,20 @@ one-hot element of each atom. Usage::
 
 Equations (Γ the total AO density matrix, atomic units):
 
-    E_δ(Γ) = Σ_I NN(d^I(Γ)),  d^I = concat_nl f(P^I_nlᵀ Γ P^I_nl)   (f: the model's descriptor
-                                                                       kind, jaxks.deepks.descriptors)
+    E_δ(Γ) = Σ_I NN(d^I(Γ)) + E_pair(Γ),  d^I = concat_nl f(P^I_nlᵀ Γ P^I_nl)   (f: the model's
+                                              descriptor kind, jaxks.deepks.descriptors)
+    E_pair = Σ_{I≠J} [NN_pair(q^{IJ}(Γ)) − NN_pair(0)] / output_scale   (only with pair shells;
+             q^{IJ}_{ab} = sqrt(‖P_{I,a}ᵀ Γ P_{J,b}‖_F² + τ²) − τ, jaxks.deepks.model)
     V_δ    = ∂E_δ/∂Γ = Σ_I Σ_nl P^I_nl (∂E_δ/∂D^I_nl) P^I_nlᵀ          (symmetric, Hartree)
     F_A    = −∂E_δ/∂R_A |_Γ  = −Σ_{μ I k} (∂E_δ/∂P_{μIk}) ∂P_{μIk}/∂R_A    (Hartree/Bohr)
 
 The force needs no density response because the DeePKS-SCF energy is variational in Γ; the
 remaining Γ-dependent parts (Pulay term with the energy-weighted density of the *corrected* Fock
 matrix) belong to the base force code.
+
+:meth:`DeePKSTerm.energy_from_overlaps` is the one definition of E_δ(Γ, P): V_δ, the forces, the
+SCF, the trainer's fixed-density and end-to-end predictions are all JAX derivatives of it, so
+the pair term reaches every one of them through it.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxks.deepks.descriptors import descriptors_from_overlaps
-from jaxks.deepks.model import ModelConfig, ModelParams, element_onehot, model_energy
+from jaxks.deepks.descriptors import descriptors_from_overlaps, pair_features
+from jaxks.deepks.model import (ModelConfig, ModelParams, element_onehot, model_energy,
+                                pair_energy)
 from jaxks.integrals.projectors import ProjectorBasis, ProjectorData, ProjectorDerivs
 from jaxks.system import InputError
 
@@ -85,10 +92,21 @@ class DeePKSTerm:
         return descriptors_from_overlaps(gamma, params.overlaps, self.shells,
                                          self.config.descriptor)
 
+    def pair_features(self, gamma: jax.Array, overlaps: jax.Array) -> jax.Array:
+        """Pair features q [natm, natm, S, S] of ``gamma`` (only for a model with pair
+        shells; :func:`jaxks.deepks.descriptors.pair_features`)."""
+        c = self.config
+        return pair_features(gamma, overlaps, self.shells, c.pair_radial, c.pair_l,
+                             c.pair_floor)
+
     def energy_from_overlaps(self, gamma, model: ModelParams, overlaps, onehot) -> jax.Array:
-        """E_δ as an explicit function of the overlaps P (used for forces)."""
+        """E_δ = Σ_I NN(d^I) (+ E_pair with pair shells) as an explicit function of Γ and of
+        the overlaps P [nao, natm, nproj] (Hartree): everything else derives from it."""
         d = descriptors_from_overlaps(gamma, overlaps, self.shells, self.config.descriptor)
-        return model_energy(self.config, model, d, onehot)
+        energy = model_energy(self.config, model, d, onehot)
+        if self.config.pair_radial:
+            energy = energy + pair_energy(self.config, model, self.pair_features(gamma, overlaps))
+        return energy
 
     def __call__(self, gamma: jax.Array, params: DeePKSParams) -> jax.Array:
         """E_δ(Γ, θ) (Hartree, scalar) for the total AO density matrix Γ [nao, nao]."""

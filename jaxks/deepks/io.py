@@ -7,7 +7,11 @@ File format (``.npz``, written with :func:`save_model`):
   the element table (inside the config), free-form ``metadata``, the units of every stored
   quantity, and a SHA-256 checksum over all arrays;
 * one float64 array per parameter leaf, named by its path (``net/params/dense_0/kernel``,
-  ``shift``, ``scale``, ``prefit_weight``, ``prefit_bias``, ``element_energy``).
+  ``shift``, ``scale``, ``prefit_weight``, ``prefit_bias``, ``element_energy``, and for a model
+  with the pair term ``pair_net/params/dense_0/kernel`` ...).
+
+Files written before the pair term existed (no ``pair_*`` keys in the config, no ``pair_net``
+arrays) load as models without it; the format version is unchanged.
 
 Arrays are stored exactly as they are, so save → load is bit-exact. A file that is not a model,
 is truncated or damaged (zip CRC or checksum), was written by another jaxks version, or uses a
@@ -39,7 +43,8 @@ FORMAT_NAME = "jaxks-deepks-model"
 FORMAT_VERSION = 1
 _HEADER_KEY = "__header__"
 _UNITS = {"energies": "Hartree", "lengths": "Bohr", "projector_exponents": "Bohr^-2",
-          "descriptors": "electrons (eigenvalues of projected density matrices)"}
+          "descriptors": "electrons (eigenvalues of projected density matrices)",
+          "pair_features": "electrons (Frobenius norms of off-site projected blocks)"}
 
 
 class ModelFileError(InputError):
@@ -101,22 +106,39 @@ def _key_name(k) -> str:
     return str(k)
 
 
+_NETWORKS = ("net", "pair_net")
+
+
 def _unflatten(arrays: dict[str, np.ndarray]) -> ModelParams:
-    net: dict = {}
+    nets: dict = {name: {} for name in _NETWORKS}
     fields = {}
     for key, value in arrays.items():
         parts = key.split("/")
-        if parts[0] == "net":
-            node = net
+        if parts[0] in nets:
+            node = nets[parts[0]]
             for p in parts[1:-1]:
                 node = node.setdefault(p, {})
             node[parts[-1]] = jnp.asarray(value)
         else:
             fields[parts[0]] = jnp.asarray(value)
-    missing = {f.name for f in dataclasses.fields(ModelParams)} - {"net"} - set(fields)
-    if missing or not net:
+    missing = {f.name for f in dataclasses.fields(ModelParams)} - set(_NETWORKS) - set(fields)
+    if missing or not nets["net"]:
         raise ModelFileError(f"model file lacks parameters: {sorted(missing) or ['net']}")
-    return ModelParams(net=net, **fields)
+    return ModelParams(**nets, **fields)
+
+
+def _check_pair_net(config: ModelConfig, params: ModelParams) -> str | None:
+    """Why the stored pair network does not fit ``config`` (None when it does)."""
+    if not config.pair_radial:
+        return "pair-network parameters without pair shells" if params.pair_net else None
+    try:
+        width = params.pair_net["params"]["dense_0"]["kernel"].shape[0]
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return "pair shells but no pair-network parameters"
+    if width != config.n_pair_shells ** 2:
+        return (f"a pair network reading {width} features for {config.n_pair_shells} pair "
+                f"shells ({config.n_pair_shells ** 2} features)")
+    return None
 
 
 # --------------------------------------------------------------------------- save / load
@@ -187,6 +209,9 @@ def load_model(path: str | os.PathLike, basis: ProjectorBasis | str | None = Non
     if params.shift.shape != (config.ndesc,):
         raise ModelFileError(f"model file {path!r} is inconsistent: {params.shift.shape[0]} "
                              f"descriptor shifts for {config.ndesc} descriptors")
+    pair_problem = _check_pair_net(config, params)
+    if pair_problem:
+        raise ModelFileError(f"model file {path!r} is inconsistent: {pair_problem}")
     if model_basis.shell_sections != config.shell_sections:
         raise ModelFileError(f"model file {path!r} is inconsistent: its projector basis does "
                              "not produce the descriptors its network expects")

@@ -2,7 +2,7 @@
 
     x^I   = (d^I − shift) / scale                                  (scale = 1 unless asked)
     e^I   = MLP_θ(embed(x^I)) / output_scale + w·x^I + b + c_{Z_I}
-    E_δ   = Σ_I e^I                                                (Hartree)
+    E_δ   = Σ_I e^I + E_pair                                       (Hartree)
 
 * ``shift`` is the training-set mean of every descriptor feature; dividing by the standard
   deviation is available (``prescale``) but off by default: it harmed SCF convergence in the
@@ -19,6 +19,20 @@
   β initialised to linspace(5, −5, m) — a smooth, order-free function of the shell's
   eigenvalues (with it, shift and prefit use one value per shell so they are order-free too).
 
+* E_pair (optional, off unless ``ModelConfig.pair_radial`` is set) is a two-centre term on the
+  off-site features q^{IJ} of :func:`jaxks.deepks.descriptors.pair_features` (S pair shells per
+  atom, q^{IJ} flattened to S·S numbers, a on I slowest):
+
+      E_pair = Σ_{I≠J} [NN_pair(q^{IJ}) − NN_pair(0)] / output_scale
+
+  NN_pair is a second, small MLP (hidden ``pair_hidden``, GELU(tanh), no residual connections)
+  whose last layer starts at zero, so adding the term leaves a model's energy unchanged until
+  it is trained. Distant pairs have q → 0 and contribute → 0 smoothly: no cutoff and no
+  explicit geometry dependence (the term depends on the positions only through P, so forces
+  need nothing new). It sees the off-site density-matrix blocks (e.g. across hydrogen bonds),
+  where the non-local part of the HSE06 − PBE difference lives and which the on-site
+  descriptors see only indirectly.
+
 Parameters form the pytree :class:`ModelParams`; static settings the hashable
 :class:`ModelConfig`. Everything is float64.
 """
@@ -33,7 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxks.deepks.descriptors import DEFAULT_DESCRIPTOR, check_kind
+from jaxks.deepks.descriptors import (DEFAULT_DESCRIPTOR, PAIR_FLOOR, check_kind,
+                                     check_pair_shells, radial_counts)
 from jaxks.system import InputError, normalize_symbol
 
 #: Default hidden widths of the fitting network.
@@ -45,6 +60,9 @@ DEFAULT_RIDGE_ALPHA = 10.0
 #: Smallest standard deviation used when descriptors are divided by their std.
 MIN_SCALE = 1e-8
 EMBEDDINGS = (None, "thermal")
+#: Default angular momenta and hidden widths of the optional pair term.
+DEFAULT_PAIR_L = (0, 1)
+DEFAULT_PAIR_HIDDEN = (32, 32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +80,12 @@ class ModelConfig:
         descriptor: descriptor kind the network reads (:data:`jaxks.deepks.descriptors.
             DESCRIPTOR_KINDS`): ``"schatten"`` (smooth, the default) or ``"eig"`` (sorted
             eigenvalues, DeePKS-kit's; model files written before the kind existed use it).
+        pair_radial: radial indices (0-based, per angular momentum, in basis order) of the
+            pair shells; empty (the default): no pair term. Suggested:
+            :data:`jaxks.deepks.descriptors.DIFFUSE_PAIR_RADIAL`.
+        pair_l: angular momenta of the pair shells.
+        pair_hidden: hidden-layer widths of the pair network.
+        pair_floor: τ of the pair features (electrons).
     """
 
     shell_sections: tuple[int, ...]
@@ -72,6 +96,10 @@ class ModelConfig:
     thermal_beta: float = 5.0
     elements: tuple[str, ...] = ()
     descriptor: str = DEFAULT_DESCRIPTOR
+    pair_radial: tuple[int, ...] = ()
+    pair_l: tuple[int, ...] = DEFAULT_PAIR_L
+    pair_hidden: tuple[int, ...] = DEFAULT_PAIR_HIDDEN
+    pair_floor: float = PAIR_FLOOR
 
     def __post_init__(self):
         if self.embedding not in EMBEDDINGS:
@@ -90,16 +118,34 @@ class ModelConfig:
                            tuple(normalize_symbol(e) for e in self.elements))
         if len(set(self.elements)) != len(self.elements):
             raise InputError(f"repeated element in the element table {self.elements}")
+        for name in ("pair_radial", "pair_l", "pair_hidden"):
+            object.__setattr__(self, name, tuple(int(x) for x in getattr(self, name)))
+        object.__setattr__(self, "pair_floor", float(self.pair_floor))
+        if self.pair_radial:
+            # a section of size 2l + 1 is one radial function of angular momentum l
+            counts = radial_counts(((s - 1) // 2, 1) for s in self.shell_sections)
+            check_pair_shells(counts, self.pair_radial, self.pair_l)
+            if not self.pair_hidden or min(self.pair_hidden) < 1:
+                raise InputError("pair_hidden must be a non-empty list of positive widths")
+            if not self.pair_floor > 0:
+                raise InputError(f"pair_floor must be > 0 (electrons), got {self.pair_floor}")
 
     @property
     def ndesc(self) -> int:
         return sum(self.shell_sections)
 
+    @property
+    def n_pair_shells(self) -> int:
+        """S: pair shells per atom (0 without the pair term)."""
+        return len(self.pair_radial) * len(self.pair_l)
+
     def to_dict(self) -> dict:
         return dict(shell_sections=list(self.shell_sections), hidden=list(self.hidden),
                     output_scale=self.output_scale, use_resnet=self.use_resnet,
                     embedding=self.embedding, thermal_beta=self.thermal_beta,
-                    elements=list(self.elements), descriptor=self.descriptor)
+                    elements=list(self.elements), descriptor=self.descriptor,
+                    pair_radial=list(self.pair_radial), pair_l=list(self.pair_l),
+                    pair_hidden=list(self.pair_hidden), pair_floor=self.pair_floor)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -108,13 +154,19 @@ class ModelConfig:
                    embedding=d["embedding"], thermal_beta=float(d["thermal_beta"]),
                    elements=tuple(d["elements"]),
                    # files written before descriptor kinds existed hold eigenvalue models
-                   descriptor=d.get("descriptor", "eig"))
+                   descriptor=d.get("descriptor", "eig"),
+                   # files written before the pair term existed have none
+                   pair_radial=tuple(d.get("pair_radial", ())),
+                   pair_l=tuple(d.get("pair_l", DEFAULT_PAIR_L)),
+                   pair_hidden=tuple(d.get("pair_hidden", DEFAULT_PAIR_HIDDEN)),
+                   pair_floor=float(d.get("pair_floor", PAIR_FLOOR)))
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class ModelParams:
-    """All parameters of the model (a pytree; only ``net`` is meant to be trained).
+    """All parameters of the model (a pytree; only ``net`` and ``pair_net`` are meant to be
+    trained).
 
     Attributes:
         net: Flax variables of the network (and thermal embedding), ``{"params": ...}``.
@@ -124,6 +176,8 @@ class ModelParams:
         prefit_bias: [] per-atom bias b (Hartree).
         element_energy: [n_elements] per-element constants c_Z (Hartree), order of
             ``ModelConfig.elements``.
+        pair_net: Flax variables of the pair network, ``{"params": ...}``; ``{}`` without
+            the pair term.
     """
 
     net: dict
@@ -132,6 +186,7 @@ class ModelParams:
     prefit_weight: jax.Array
     prefit_bias: jax.Array
     element_energy: jax.Array
+    pair_net: dict = dataclasses.field(default_factory=dict)
 
 
 def gelu_tanh(x):
@@ -200,15 +255,30 @@ def _network(config: ModelConfig) -> FittingNet:
                       thermal_beta=config.thermal_beta)
 
 
+def _pair_network(config: ModelConfig) -> FittingNet:
+    return FittingNet(hidden=config.pair_hidden, use_resnet=False)
+
+
 def init_model(config: ModelConfig, key: jax.Array) -> ModelParams:
     """Fresh parameters: random network (Flax defaults: LeCun-normal weights, zero biases),
-    zero shift, unit scale, zero prefit and element constants."""
+    zero shift, unit scale, zero prefit and element constants; with the pair term, a random
+    pair network whose *last layer is zero* (E_pair = 0 until trained; its key is derived with
+    ``fold_in`` so the main network is the same with or without the pair term)."""
     n = config.ndesc
     net = _network(config).init(key, jnp.zeros((1, n), jnp.float64))
     net = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), net)
+    pair_net = {}
+    if config.pair_radial:
+        pair_net = _pair_network(config).init(jax.random.fold_in(key, 1),
+                                              jnp.zeros((1, config.n_pair_shells ** 2)))
+        pair_net = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), dict(pair_net))
+        last = f"dense_{len(config.pair_hidden)}"
+        pair_net["params"] = dict(pair_net["params"])
+        pair_net["params"][last] = jax.tree_util.tree_map(jnp.zeros_like,
+                                                          dict(pair_net["params"][last]))
     return ModelParams(net=dict(net), shift=jnp.zeros(n), scale=jnp.ones(n),
                        prefit_weight=jnp.zeros(n), prefit_bias=jnp.zeros(()),
-                       element_energy=jnp.zeros(len(config.elements)))
+                       element_energy=jnp.zeros(len(config.elements)), pair_net=pair_net)
 
 
 def atomic_energies(config: ModelConfig, params: ModelParams, desc: jax.Array) -> jax.Array:
@@ -244,12 +314,34 @@ def model_energy(config: ModelConfig, params: ModelParams, desc: jax.Array,
     return e
 
 
+def pair_energy(config: ModelConfig, params: ModelParams, q: jax.Array) -> jax.Array:
+    """E_pair = Σ_{I≠J} [NN_pair(q^{IJ}) − NN_pair(0)] / output_scale (module docstring).
+
+    Args:
+        q: pair features [..., natm, natm, S, S] (:func:`jaxks.deepks.descriptors.
+            pair_features`, electrons); the diagonal I = J is ignored.
+    Returns:
+        [...] energies (Hartree).
+    """
+    s = config.n_pair_shells
+    if q.shape[-2:] != (s, s) or q.shape[-3] != q.shape[-4]:
+        raise InputError(f"the pair network expects [natm, natm, {s}, {s}] features, got "
+                         f"{q.shape}")
+    natm = q.shape[-3]
+    net = _pair_network(config)
+    y = net.apply(params.pair_net, q.reshape(q.shape[:-2] + (s * s,)))
+    y0 = net.apply(params.pair_net, jnp.zeros(s * s, q.dtype))
+    off_site = 1.0 - jnp.eye(natm, dtype=q.dtype)
+    return jnp.sum((y - y0) * off_site, axis=(-2, -1)) / config.output_scale
+
+
 def trainable_mask(params: ModelParams) -> ModelParams:
-    """Pytree of bools: True for the network (and thermal embedding), False for the frozen
-    statistics, prefit and element constants."""
+    """Pytree of bools: True for the networks (on-site with its thermal embedding, and the
+    pair network), False for the frozen statistics, prefit and element constants."""
     return ModelParams(net=jax.tree_util.tree_map(lambda _: True, params.net), shift=False,
                        scale=False, prefit_weight=False, prefit_bias=False,
-                       element_energy=False)
+                       element_energy=False,
+                       pair_net=jax.tree_util.tree_map(lambda _: True, params.pair_net))
 
 
 def trainable_labels(params: ModelParams) -> ModelParams:
@@ -262,7 +354,7 @@ def trainable_labels(params: ModelParams) -> ModelParams:
 
 
 def freeze_non_trainable(optimizer, params: ModelParams):
-    """``optimizer`` applied to the network only; zero updates for the frozen parts."""
+    """``optimizer`` applied to the networks only; zero updates for the frozen parts."""
     import optax
 
     return optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()},

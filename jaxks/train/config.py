@@ -20,7 +20,8 @@ import dataclasses
 import os
 from typing import Any
 
-from jaxks.deepks.descriptors import DESCRIPTOR_KINDS
+from jaxks.deepks.descriptors import DESCRIPTOR_KINDS, check_pair_shells, radial_counts
+from jaxks.integrals.projectors import default_basis
 from jaxks.system import InputError
 from jaxks.train.losses import LossWeights
 
@@ -52,6 +53,13 @@ class ModelSection:
     ridge_alpha: float = 10.0
     output_scale: float = 100.0    # the network output is divided by this (DeePKS-kit: 100)
     seed: int = 0
+    # optional two-centre term on off-site projected blocks (jaxks.deepks.model): radial
+    # indices of its shells ([] = off; suggested [6, 7, 8, 9, 10, 11], the diffuse ones),
+    # their angular momenta, the pair network's widths and the feature floor τ (electrons)
+    pair_radial: tuple[int, ...] = ()
+    pair_l: tuple[int, ...] = (0, 1)
+    pair_hidden: tuple[int, ...] = (32, 32)
+    pair_floor: float = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +200,11 @@ class TrainConfig:
         if self.model.embedding == "thermal" and self.model.descriptor != "eig":
             raise InputError("model.embedding = 'thermal' works on eigenvalues: set "
                              "model.descriptor = 'eig' with it")
+        if self.model.pair_radial:
+            # the trainer uses the default projector basis (jaxks.train.initial): check the
+            # pair shells against it now, not after the data are loaded
+            check_pair_shells(radial_counts(default_basis().shell_structure),
+                              self.model.pair_radial, self.model.pair_l)
         if self.train.steps < 0 or self.train.batch_size < 1:
             raise InputError("train.steps must be >= 0 and train.batch_size >= 1")
         checks = [
@@ -199,6 +212,8 @@ class TrainConfig:
             (all(h >= 1 for h in self.model.hidden), "model.hidden widths must be >= 1"),
             (self.model.ridge_alpha >= 0, "model.ridge_alpha must be >= 0"),
             (self.model.output_scale > 0, "model.output_scale must be > 0"),
+            (all(h >= 1 for h in self.model.pair_hidden), "model.pair_hidden widths must be >= 1"),
+            (self.model.pair_floor > 0, "model.pair_floor must be > 0 (electrons)"),
             (all(getattr(self.loss, k) >= 0 for k in _WEIGHTS),
              "loss weights (" + ", ".join(_WEIGHTS) + ") must be >= 0"),
             (self.loss.n_virtual >= 0, "loss.n_virtual must be >= 0"),

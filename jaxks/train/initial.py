@@ -29,8 +29,13 @@ def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
     config = ModelConfig(shell_sections=sections, hidden=cfg.model.hidden,
                          embedding=None if cfg.model.embedding == "none" else "thermal",
                          elements=elements if cfg.model.element_constants else (),
-                         output_scale=cfg.model.output_scale, descriptor=cfg.model.descriptor)
+                         output_scale=cfg.model.output_scale, descriptor=cfg.model.descriptor,
+                         pair_radial=cfg.model.pair_radial, pair_l=cfg.model.pair_l,
+                         pair_hidden=cfg.model.pair_hidden, pair_floor=cfg.model.pair_floor)
     params = init_model(config, jax.random.PRNGKey(cfg.model.seed))
+    # the frozen parts are fitted to the on-site descriptors alone, also with the pair term:
+    # a fresh pair network's last layer is zero, so E_pair = 0 for the initial model and the
+    # prefit is that of E_δ itself
     shells = basis.shell_structure
     descs = [np.asarray(descriptors_from_overlaps(jnp.asarray(r.base["dm"]), r.frame.overlaps,
                                                   shells, config.descriptor))[None]

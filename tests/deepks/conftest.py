@@ -37,3 +37,33 @@ def water_mol():
 @pytest.fixture(scope="session")
 def water_dm(water_mol):
     return rhf_density(water_mol)
+
+
+def richardson(f, h):
+    """df/ds at s = 0 from central differences at h and h/2, extrapolated (error O(h⁴))."""
+    d_h = (f(h) - f(-h)) / (2 * h)
+    d_h2 = (f(h / 2) - f(-h / 2)) / h
+    return (4 * d_h2 - d_h) / 3
+
+
+def fd_forces_at_fixed_density(term, model_params, mol, gamma, basis=None, h=1e-4):
+    """−dE_δ/dR_A [natm, 3] (Hartree/Bohr) at fixed Γ by finite differences: every atom (its
+    AOs and projectors) moved along every axis, the projector overlaps P recomputed by PySCF."""
+    import jax
+
+    from jaxks.deepks.correction import deepks_params
+    from jaxks.integrals.projectors import projector_overlaps
+
+    energy = jax.jit(term)
+    coords = mol.atom_coords()
+    out = np.zeros((mol.natm, 3))
+    for atom in range(mol.natm):
+        for axis in range(3):
+            def e(step):
+                c = coords.copy()
+                c[atom, axis] += step
+                moved = mol.set_geom_(c, unit="Bohr", inplace=False)
+                return float(energy(gamma, deepks_params(model_params,
+                                                         projector_overlaps(moved, basis))))
+            out[atom, axis] = -richardson(e, h)
+    return out

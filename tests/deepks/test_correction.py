@@ -12,6 +12,7 @@ from jaxks.deepks.model import ModelConfig, init_model
 from jaxks.integrals.projectors import (basis_from_exponents, default_basis,
                                         projector_derivatives, projector_overlaps)
 from jaxks.system import InputError
+from tests.deepks.conftest import fd_forces_at_fixed_density
 
 
 def small_model(basis, seed=0, elements=()):
@@ -110,18 +111,8 @@ def test_forces_match_finite_differences(water_mol, water_dm):
     assert forces.shape == (3, 3)
     np.testing.assert_allclose(forces.sum(0), 0, atol=1e-10)  # translation invariance
     assert np.abs(forces).max() > 1e-4
-    energy = jax.jit(term)
-    coords = water_mol.atom_coords()
-    h = 1e-4
-    for atom in range(3):
-        for axis in range(3):
-            def e(step):
-                c = coords.copy()
-                c[atom, axis] += step
-                mol = water_mol.set_geom_(c, unit="Bohr", inplace=False)
-                return energy(dm, deepks_params(params, projector_overlaps(mol, basis)))
-            fd = -(e(h) - e(-h)) / (2 * h)
-            np.testing.assert_allclose(forces[atom, axis], fd, rtol=0, atol=1e-8)
+    fd = fd_forces_at_fixed_density(term, params, water_mol, dm, basis)
+    np.testing.assert_allclose(forces, fd, rtol=0, atol=1e-8)
 
 
 def test_default_basis_forces_sum_to_zero(setup, water_mol):
