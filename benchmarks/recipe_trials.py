@@ -96,7 +96,23 @@ TRIALS_B = {
     "B6-Hv30-w200": dict(stages=[("fixed", 2000, {})], hidden=(200, 200, 200),
                          norm=dict(energy=1.0, force=1.0, valence_hamiltonian=30.0, gap=3.0)),
 }
-SERIES = {"A": TRIALS, "B": TRIALS_B}
+#: Series C: does a two-centre (pair) term carry what on-site descriptors cannot — the energy
+#: of hydrogen bonds (series B: every model's energy error grows on compact clusters larger than
+#: it trained on, and orbital weights make it 3x worse than PBE + element constants)? Trained on
+#: (H2O)1-4 MD fragments plus 100 K compact (H2O)3-4 snapshots; held out compact minima of 3, 6
+#: and 10 waters and MD-carved (H2O)4, 8. Each recipe with and without the pair term.
+PAIR = dict(pair_radial=(6, 7, 8, 9, 10, 11))
+NORM_EF_ONLY = dict(energy=1.0, force=1.0)
+NORM_HV = dict(energy=1.0, force=1.0, valence_hamiltonian=30.0, gap=3.0)
+TRIALS_C = {
+    # energy and forces only: the cleanest test of energy transfer
+    "C1-EF": dict(stages=[("fixed", 1000, {})], norm=NORM_EF_ONLY),
+    "C2-EF-pair": dict(stages=[("fixed", 1000, {})], norm=NORM_EF_ONLY, **PAIR),
+    # B2's recipe (window Hamiltonian 30x): energy against orbitals, with and without pairs
+    "C3-Hv30": dict(stages=[("fixed", 1000, {})], norm=NORM_HV),
+    "C4-Hv30-pair": dict(stages=[("fixed", 1000, {})], norm=NORM_HV, **PAIR),
+}
+SERIES = {"A": TRIALS, "B": TRIALS_B, "C": TRIALS_C}
 TERMS = ("energy", "force", "hamiltonian", "valence_hamiltonian", "eigenvector", "eigenvalue",
          "gap")
 SHORT = dict(energy="E", force="F", hamiltonian="H", valence_hamiltonian="H_v", eigenvector="ψ",
@@ -164,7 +180,10 @@ def trial_config(name: str, spec: dict, train: list[str], norms: dict | None) ->
     weights["density"] = 0.0
     lines = [f"# recipe trial {name}", "[data]", f"train = {json.dumps(train)}", "",
              "[model]", f"hidden = {list(s['hidden'])}", f"output_scale = {s['output_scale']}",
-             f'descriptor = "{s["descriptor"]}"', "", "[loss]"]
+             f'descriptor = "{s["descriptor"]}"']
+    if s.get("pair_radial"):
+        lines.append(f"pair_radial = {list(s['pair_radial'])}")
+    lines += ["", "[loss]"]
     lines += [f"{k} = {v!r}" for k, v in weights.items()]
     lines += [f"n_virtual = {s['n_virtual']}", "", "[optim]",
               f"learning_rate = {s['lr']}", f"decay_steps = {s['decay_steps']}",
@@ -190,7 +209,7 @@ def describe(spec: dict) -> str:
     stages = " → ".join(f"{m} {n}" + (f" ({', '.join(f'{SHORT.get(k, k)} {v:g}' for k, v in o.items())})"
                                       if o else "") for m, n, o in s["stages"])
     extra = []
-    for key in ("n_virtual", "output_scale", "refresh", "descriptor", "hidden"):
+    for key in ("n_virtual", "output_scale", "refresh", "descriptor", "hidden", "pair_radial"):
         if key in spec:
             extra.append(f"{key} {spec[key]}")
     return f"{w}; {stages}" + (f"; {', '.join(extra)}" if extra else "")
@@ -372,7 +391,8 @@ def main(argv=None) -> int:
     p.add_argument("--root", default="data/study")
     p.add_argument("--series", choices=sorted(SERIES), default="A",
                    help="A: (H2O)1-2 training data (table 'recipe-trials'); B: (H2O)1-4 "
-                   "(table 'recipe-trials-B')")
+                   "(table 'recipe-trials-B'); C: the pair term, (H2O)1-4 + compact 3-4 "
+                   "(table 'recipe-trials-C')")
     p.add_argument("--out", default=None, help="default data/trials (A), data/trials/B (B)")
     p.add_argument("--table", default="benchmarks/results/accuracy.md")
     p.add_argument("--list", action="store_true", help="list the trials and exit")
