@@ -21,6 +21,11 @@ Ratios: HSE06/PBE and DeePKS/PBE of the steady-state SCF time per engine (and of
 
     python benchmarks/methods_timing.py --sizes 1 2 4 8 16 --grid-level 2 \
         --out benchmarks/results/methods_timing_cpu.md
+
+``--fock-only`` times one Fock build per method instead (each method of ``--methods`` against
+PBE, alternating, best of 5: the per-cycle cost ratio, free of cycle-count differences):
+
+    python benchmarks/methods_timing.py --fock-only --methods pbe deepks --sizes 8 16 32
 """
 
 from __future__ import annotations
