@@ -86,6 +86,9 @@ class ModelConfig:
         pair_l: angular momenta of the pair shells.
         pair_hidden: hidden-layer widths of the pair network.
         pair_floor: τ of the pair features (electrons).
+        prefit_per_element: the frozen linear prefit has one weight vector per element,
+            ``prefit_weight`` [n_elements, ndesc], fitted jointly with the element constants
+            (:func:`fit_prefit_per_element`); needs ``elements``. Default: one shared vector.
     """
 
     shell_sections: tuple[int, ...]
@@ -100,6 +103,7 @@ class ModelConfig:
     pair_l: tuple[int, ...] = DEFAULT_PAIR_L
     pair_hidden: tuple[int, ...] = DEFAULT_PAIR_HIDDEN
     pair_floor: float = PAIR_FLOOR
+    prefit_per_element: bool = False
 
     def __post_init__(self):
         if self.embedding not in EMBEDDINGS:
@@ -121,6 +125,10 @@ class ModelConfig:
         for name in ("pair_radial", "pair_l", "pair_hidden"):
             object.__setattr__(self, name, tuple(int(x) for x in getattr(self, name)))
         object.__setattr__(self, "pair_floor", float(self.pair_floor))
+        object.__setattr__(self, "prefit_per_element", bool(self.prefit_per_element))
+        if self.prefit_per_element and not self.elements:
+            raise InputError("a per-element prefit needs the element table (element constants "
+                             "on)")
         if self.pair_radial:
             # a section of size 2l + 1 is one radial function of angular momentum l
             counts = radial_counts(((s - 1) // 2, 1) for s in self.shell_sections)
@@ -145,7 +153,8 @@ class ModelConfig:
                     embedding=self.embedding, thermal_beta=self.thermal_beta,
                     elements=list(self.elements), descriptor=self.descriptor,
                     pair_radial=list(self.pair_radial), pair_l=list(self.pair_l),
-                    pair_hidden=list(self.pair_hidden), pair_floor=self.pair_floor)
+                    pair_hidden=list(self.pair_hidden), pair_floor=self.pair_floor,
+                    prefit_per_element=self.prefit_per_element)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -159,7 +168,8 @@ class ModelConfig:
                    pair_radial=tuple(d.get("pair_radial", ())),
                    pair_l=tuple(d.get("pair_l", DEFAULT_PAIR_L)),
                    pair_hidden=tuple(d.get("pair_hidden", DEFAULT_PAIR_HIDDEN)),
-                   pair_floor=float(d.get("pair_floor", PAIR_FLOOR)))
+                   pair_floor=float(d.get("pair_floor", PAIR_FLOOR)),
+                   prefit_per_element=bool(d.get("prefit_per_element", False)))
 
 
 @jax.tree_util.register_dataclass
@@ -172,7 +182,8 @@ class ModelParams:
         net: Flax variables of the network (and thermal embedding), ``{"params": ...}``.
         shift: [ndesc] descriptor shift (training-set mean).
         scale: [ndesc] descriptor divisor (ones unless prescaled).
-        prefit_weight: [ndesc] frozen ridge-regression weights w (Hartree).
+        prefit_weight: [ndesc] frozen ridge-regression weights w (Hartree), or
+            [n_elements, ndesc] with ``ModelConfig.prefit_per_element`` (w_Z).
         prefit_bias: [] per-atom bias b (Hartree).
         element_energy: [n_elements] per-element constants c_Z (Hartree), order of
             ``ModelConfig.elements``.
@@ -277,12 +288,15 @@ def init_model(config: ModelConfig, key: jax.Array) -> ModelParams:
         pair_net["params"][last] = jax.tree_util.tree_map(jnp.zeros_like,
                                                           dict(pair_net["params"][last]))
     return ModelParams(net=dict(net), shift=jnp.zeros(n), scale=jnp.ones(n),
-                       prefit_weight=jnp.zeros(n), prefit_bias=jnp.zeros(()),
+                       prefit_weight=jnp.zeros((len(config.elements), n)
+                                               if config.prefit_per_element else n),
+                       prefit_bias=jnp.zeros(()),
                        element_energy=jnp.zeros(len(config.elements)), pair_net=pair_net)
 
 
 def atomic_energies(config: ModelConfig, params: ModelParams, desc: jax.Array) -> jax.Array:
-    """e^I = MLP(embed(x^I))/output_scale + w·x^I + b, x^I = (d^I − shift)/scale (no c_Z).
+    """e^I = MLP(embed(x^I))/output_scale + w·x^I + b, x^I = (d^I − shift)/scale (no c_Z; with
+    a per-element prefit the w_Z·x^I term is added by :func:`model_energy`, which knows Z).
 
     Args:
         desc: descriptors [..., natm, ndesc].
@@ -294,12 +308,13 @@ def atomic_energies(config: ModelConfig, params: ModelParams, desc: jax.Array) -
                          f"{desc.shape[-1]}: was it trained with another projector basis?")
     x = (desc - params.shift) / params.scale
     y = _network(config).apply(params.net, x)
-    return y / config.output_scale + x @ params.prefit_weight + params.prefit_bias
+    linear = x @ params.prefit_weight if params.prefit_weight.ndim == 1 else 0.0
+    return y / config.output_scale + linear + params.prefit_bias
 
 
 def model_energy(config: ModelConfig, params: ModelParams, desc: jax.Array,
                  element_onehot: jax.Array | None = None) -> jax.Array:
-    """E_δ = Σ_I e^I + Σ_I c_{Z_I} (Hartree).
+    """E_δ = Σ_I e^I + Σ_I c_{Z_I} (+ Σ_I w_{Z_I}·x^I with a per-element prefit) (Hartree).
 
     Args:
         desc: [..., natm, ndesc].
@@ -309,6 +324,11 @@ def model_energy(config: ModelConfig, params: ModelParams, desc: jax.Array,
         [...] energies (Hartree).
     """
     e = atomic_energies(config, params, desc).sum(-1)
+    if params.prefit_weight.ndim == 2:
+        if element_onehot is None or element_onehot.shape[-1] != params.prefit_weight.shape[0]:
+            raise InputError("a per-element prefit needs the one-hot element of every atom")
+        x = (desc - params.shift) / params.scale
+        e = e + jnp.sum((element_onehot @ params.prefit_weight) * x, axis=(-2, -1))
     if element_onehot is not None and element_onehot.shape[-1]:
         e = e + jnp.sum(element_onehot @ params.element_energy, axis=-1)
     return e
@@ -460,6 +480,53 @@ def fit_prefit(descs: Sequence[np.ndarray], energies: Sequence[np.ndarray], shif
     return weight, float(bias)
 
 
+def fit_prefit_per_element(descs: Sequence[np.ndarray], energies: Sequence[np.ndarray],
+                           onehots: Sequence[np.ndarray], shift, scale,
+                           ridge_alpha: float = DEFAULT_RIDGE_ALPHA):
+    """Per-element linear prefit, jointly with the element constants:
+
+        (w_Z, c_Z) = argmin Σ_f (E_f − Σ_Z [w_Z·Σ_{I∈Z} x_f^I + c_Z n_fZ])² + α Σ_Z |w_Z ⊙ σ_Z|²
+
+    x = (d − shift)/scale, n_fZ the count of element Z in frame f; the penalty acts on the
+    weights of the frame sums divided by their standard deviation σ (so α is dimensionless and
+    the same for every feature), the constants c_Z are not penalised, and no column is centred
+    (a centred column would add a per-frame constant: the fit stays size-extensive, so it can
+    be trained on small clusters and used on large ones). Solved by least squares (water's
+    counts are collinear, n_H = 2 n_O: the minimum-norm solution is taken).
+
+    Measured (benchmarks/pair_probe.py, HSE06 − PBE at the PBE density, trained on (H2O)1–4
+    fragments and compact 3–4-water snapshots): held-out energy MAE 0.01–0.29 meV/atom up to
+    compact (H2O)10 at α = 1e-7, against 0.05–0.93 with one shared weight vector and 4.5–5.9
+    with element constants alone.
+
+    Args:
+        descs: per system, [nframes, natm, ndesc].
+        energies: per system, [nframes] (Hartree).
+        onehots: per system, [natm, n_elements].
+    Returns:
+        (weight [n_elements, ndesc], element constants [n_elements]) in Hartree.
+    """
+    descs, energies = _as_frames(descs, energies)
+    shift, scale = np.asarray(shift, float), np.asarray(scale, float)
+    rows, counts = [], []
+    for d, oh in zip(descs, onehots):
+        oh = np.asarray(oh, float)
+        x = (d - shift) / scale                                      # [nf, natm, ndesc]
+        rows.append(np.einsum("fad,az->fzd", x, oh).reshape(d.shape[0], -1))
+        counts.append(np.repeat(oh.sum(0)[None], d.shape[0], 0))
+    xs, n = np.concatenate(rows), np.concatenate(counts)
+    n_el = n.shape[1]
+    sd = xs.std(0)
+    sd[sd < MIN_SCALE] = 1.0
+    X = np.concatenate([n, xs / sd], axis=1)
+    y = np.concatenate(energies)
+    penalty = ridge_alpha * np.eye(X.shape[1])
+    penalty[:n_el, :n_el] = 0.0
+    coef = np.linalg.lstsq(X.T @ X + penalty, X.T @ y, rcond=None)[0]
+    weight = (coef[n_el:] / sd).reshape(n_el, -1)
+    return weight, coef[:n_el]
+
+
 def fit_model(config: ModelConfig, params: ModelParams, descs: Sequence[np.ndarray],
               energies: Sequence[np.ndarray], symbols: Sequence[Sequence[str]] | None = None, *,
               preshift: bool = True, prescale: bool = False, prefit: bool = True,
@@ -499,7 +566,19 @@ def fit_model(config: ModelConfig, params: ModelParams, descs: Sequence[np.ndarr
     shift = mean if preshift else np.asarray(params.shift)
     scale = np.maximum(std, MIN_SCALE) if prescale else np.asarray(params.scale)
     weight, bias = np.zeros(config.ndesc), 0.0
-    if prefit:
+    if config.prefit_per_element:
+        # element constants and weights in one fit (the constants above are replaced)
+        weight, bias = np.zeros((len(config.elements), config.ndesc)), 0.0
+        if prefit:
+            if symbols is None:
+                raise InputError("a per-element prefit needs the symbols of every system")
+            weight, constants = fit_prefit_per_element(
+                descs, [e + element_onehot(s, config.elements).sum(0) @ element_energy
+                        for e, s in zip(energies, symbols)],
+                [element_onehot(s, config.elements) for s in symbols], shift, scale,
+                ridge_alpha)
+            element_energy = constants
+    elif prefit:
         weight, bias = fit_prefit(descs, energies, shift, scale, ridge_alpha, symm)
     return dataclasses.replace(params, shift=jnp.asarray(shift), scale=jnp.asarray(scale),
                                prefit_weight=jnp.asarray(weight),

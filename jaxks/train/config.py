@@ -51,6 +51,10 @@ class ModelSection:
     element_constants: bool = True
     prefit: bool = True
     ridge_alpha: float = 10.0
+    # one prefit weight vector per element, fitted with the element constants on frame sums
+    # divided by their std (ridge_alpha is then dimensionless: 1e-7 ~ least squares); needs
+    # element_constants (jaxks.deepks.model.ModelConfig says so when the model is built)
+    prefit_per_element: bool = False
     output_scale: float = 100.0    # the network output is divided by this (DeePKS-kit: 100)
     seed: int = 0
     # optional two-centre term on off-site projected blocks (jaxks.deepks.model): radial

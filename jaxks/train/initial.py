@@ -31,7 +31,8 @@ def new_model(cfg: TrainConfig, records: Sequence[FrameRecord],
                          elements=elements if cfg.model.element_constants else (),
                          output_scale=cfg.model.output_scale, descriptor=cfg.model.descriptor,
                          pair_radial=cfg.model.pair_radial, pair_l=cfg.model.pair_l,
-                         pair_hidden=cfg.model.pair_hidden, pair_floor=cfg.model.pair_floor)
+                         pair_hidden=cfg.model.pair_hidden, pair_floor=cfg.model.pair_floor,
+                         prefit_per_element=cfg.model.prefit_per_element)
     params = init_model(config, jax.random.PRNGKey(cfg.model.seed))
     # the frozen parts are fitted to the on-site descriptors alone, also with the pair term:
     # a fresh pair network's last layer is zero, so E_pair = 0 for the initial model and the

@@ -182,3 +182,81 @@ def test_thermal_embedding():
     d_deg[:, 12:15] = 0.7
     g = jax.jit(jax.grad(lambda z: energies(z).sum()))(jnp.asarray(d_deg))
     assert np.all(np.isfinite(g))
+
+
+# --------------------------------------------------------------------------- per-element prefit
+def per_element_data(seed=0, ndesc=6, sizes=(2, 3, 5, 7), frames=12):
+    """Random descriptors of frames with random element assignments (so counts are not
+    collinear) and energies exactly linear per element: E = Σ_I w_{Z_I}·d^I + Σ_Z c_Z n_Z."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(2, ndesc))
+    c = np.array([-0.5, -75.0])
+    descs, energies, onehots = [], [], []
+    for natm in sizes:
+        z = rng.integers(0, 2, size=natm)
+        z[:2] = (0, 1)
+        oh = np.eye(2)[z]
+        d = rng.uniform(0, 2, size=(frames, natm, ndesc))
+        descs.append(d)
+        onehots.append(oh)
+        energies.append(np.einsum("fad,ad->f", d, oh @ w) + oh.sum(0) @ c)
+    return descs, energies, onehots, w, c
+
+
+def test_per_element_prefit_recovers_linear_energies():
+    """Exactly per-element-linear energies are recovered (weights, constants, and energies of
+    frames of a size never fitted), at α → 0 and with any shift (absorbed by the constants)."""
+    from jaxks.deepks.model import fit_prefit_per_element
+
+    descs, energies, onehots, w, c = per_element_data()
+    shift = np.random.default_rng(1).normal(size=6)
+    weight, const = fit_prefit_per_element(descs[:3], energies[:3], onehots[:3], shift,
+                                           np.ones(6), ridge_alpha=1e-12)
+    np.testing.assert_allclose(weight, w, rtol=1e-7, atol=1e-9)
+    # E = Σ_Z w_Z·Σ_{I∈Z}(d − shift) + c'_Z n_Z: c' = c + w_Z·shift
+    np.testing.assert_allclose(const, c + w @ shift, rtol=1e-9, atol=1e-9)
+    pred = np.einsum("fad,ad->f", descs[3] - shift, onehots[3] @ weight) + onehots[3].sum(0) @ const
+    np.testing.assert_allclose(pred, energies[3], rtol=1e-9, atol=1e-8)
+    # a large α shrinks the weights (the penalty acts): the fit can fail
+    weight_big, _ = fit_prefit_per_element(descs[:3], energies[:3], onehots[:3], shift,
+                                           np.ones(6), ridge_alpha=1e3)
+    assert np.abs(weight_big).sum() < 0.5 * np.abs(w).sum()
+
+
+def test_per_element_prefit_in_the_model_energy():
+    """fit_model with prefit_per_element: E_δ (network output zeroed) = Σ_I w_{Z_I}·x^I + Σ c_Z,
+    written out here with NumPy; the file round trip keeps it; the config needs elements."""
+    import dataclasses
+    import os
+    import tempfile
+
+    from jaxks.deepks.io import DeePKSModel, load_model, save_model
+
+    with pytest.raises(InputError, match="element table"):
+        ModelConfig(SECTIONS, prefit_per_element=True)
+    config = ModelConfig(SECTIONS, hidden=(8,), elements=("H", "O"), prefit_per_element=True)
+    p0 = init_model(config, jax.random.PRNGKey(0))
+    assert p0.prefit_weight.shape == (2, 108)
+    rng = np.random.default_rng(3)
+    symbols = [["O", "H", "H"], ["O", "H", "H", "O", "H", "H"]]
+    descs = [rng.uniform(0, 1, size=(7, 3, 108)), rng.uniform(0, 1, size=(5, 6, 108))]
+    energies = [rng.normal(size=7), rng.normal(size=5)]
+    p = fit_model(config, p0, descs, energies, symbols, ridge_alpha=1e-3)
+    net = jax.tree_util.tree_map(jnp.zeros_like, p.net)  # network output 0
+    p = dataclasses.replace(p, net=net)
+    oh = element_onehot(symbols[1], config.elements)
+    d = descs[1][0]
+    x = (d - np.asarray(p.shift)) / np.asarray(p.scale)
+    expected = (np.sum((oh @ np.asarray(p.prefit_weight)) * x) + oh.sum(0) @ np.asarray(
+        p.element_energy) + 6 * float(p.prefit_bias))
+    got = float(model_energy(config, p, jnp.asarray(d), jnp.asarray(oh)))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    with pytest.raises(InputError, match="one-hot"):
+        model_energy(config, p, jnp.asarray(d))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.npz")
+        save_model(path, DeePKSModel(config=config, params=p, basis=default_basis()))
+        back = load_model(path)
+    assert back.config.prefit_per_element
+    np.testing.assert_array_equal(np.asarray(back.params.prefit_weight),
+                                  np.asarray(p.prefit_weight))

@@ -23,7 +23,7 @@ def every_setting_changed() -> TrainConfig:
         model=ModelSection(hidden=(32, 8), embedding="thermal", descriptor="eig",
                            element_constants=False, prefit=False, ridge_alpha=0.25,
                            output_scale=20.0, seed=11, pair_radial=(9, 4), pair_l=(2,),
-                           pair_hidden=(8,), pair_floor=2.5e-3),
+                           pair_hidden=(8,), pair_floor=2.5e-3, prefit_per_element=True),
         loss=LossSection(energy=2.0, force=0.0, hamiltonian=1.5e-3, valence_hamiltonian=0.75,
                          eigenvector=0.0,
                          eigenvalue=0.125, density=0.3, gap=1e-7, n_virtual=3,
