@@ -111,6 +111,16 @@ TRIALS_C = {
     # B2's recipe (window Hamiltonian 30x): energy against orbitals, with and without pairs
     "C3-Hv30": dict(stages=[("fixed", 1000, {})], norm=NORM_HV),
     "C4-Hv30-pair": dict(stages=[("fixed", 1000, {})], norm=NORM_HV, **PAIR),
+    # C1 on a per-element linear prefit (benchmarks/pair_probe.py: at the PBE density that
+    # form alone gives 0.01-0.3 meV/atom held out), moderately regularised
+    "C5-EF-prefitZ": dict(stages=[("fixed", 1000, {})], norm=NORM_EF_ONLY,
+                          prefit_per_element=True, ridge_alpha=1e-3),
+    # C3 (window Hamiltonian 30x) on C5's per-element prefit, and at 10x
+    "C6-Hv30-prefitZ": dict(stages=[("fixed", 1000, {})], norm=NORM_HV,
+                            prefit_per_element=True, ridge_alpha=1e-3),
+    "C7-Hv10-prefitZ": dict(stages=[("fixed", 1000, {})],
+                            norm=dict(energy=1.0, force=1.0, valence_hamiltonian=10.0, gap=1.0),
+                            prefit_per_element=True, ridge_alpha=1e-3),
 }
 SERIES = {"A": TRIALS, "B": TRIALS_B, "C": TRIALS_C}
 TERMS = ("energy", "force", "hamiltonian", "valence_hamiltonian", "eigenvector", "eigenvalue",
@@ -183,6 +193,10 @@ def trial_config(name: str, spec: dict, train: list[str], norms: dict | None) ->
              f'descriptor = "{s["descriptor"]}"']
     if s.get("pair_radial"):
         lines.append(f"pair_radial = {list(s['pair_radial'])}")
+    if s.get("prefit_per_element"):
+        lines.append("prefit_per_element = true")
+    if "ridge_alpha" in s:
+        lines.append(f"ridge_alpha = {s['ridge_alpha']!r}")
     lines += ["", "[loss]"]
     lines += [f"{k} = {v!r}" for k, v in weights.items()]
     lines += [f"n_virtual = {s['n_virtual']}", "", "[optim]",
@@ -209,7 +223,8 @@ def describe(spec: dict) -> str:
     stages = " → ".join(f"{m} {n}" + (f" ({', '.join(f'{SHORT.get(k, k)} {v:g}' for k, v in o.items())})"
                                       if o else "") for m, n, o in s["stages"])
     extra = []
-    for key in ("n_virtual", "output_scale", "refresh", "descriptor", "hidden", "pair_radial"):
+    for key in ("n_virtual", "output_scale", "refresh", "descriptor", "hidden", "pair_radial",
+                "prefit_per_element", "ridge_alpha"):
         if key in spec:
             extra.append(f"{key} {spec[key]}")
     return f"{w}; {stages}" + (f"; {', '.join(extra)}" if extra else "")
