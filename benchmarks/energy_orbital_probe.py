@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 import jaxks  # noqa: E402, F401
 from common import machine  # noqa: E402
 from jaxks.deepks.descriptors import descriptors_from_overlaps  # noqa: E402
-from jaxks.integrals.projectors import default_basis, projector_overlaps  # noqa: E402
+from jaxks.integrals.projectors import default_basis  # noqa: E402
+from pair_probe import labelled_frames  # noqa: E402
 from jaxks.train.losses import n_core_orbitals  # noqa: E402
 
 HARTREE_MEV = 27211.386245988
@@ -49,10 +50,6 @@ RIDGE = 1e-6
 
 def frame_data(folder: str, basis_name: str = "def2-svp") -> list[dict]:
     """Per frame: y, natm, counts, s [216], G [216, N_w, N_w], T [N_w, N_w] (Hartree)."""
-    from pyscf import gto
-
-    from jaxks.data.store import Dataset
-
     basis = default_basis()
     shells = basis.shell_structure
 
@@ -62,15 +59,7 @@ def frame_data(folder: str, basis_name: str = "def2-svp") -> list[dict]:
 
     value_and_jac = jax.jit(lambda g, p, oh: (sums(g, p, oh), jax.jacrev(sums)(g, p, oh)))
     out = []
-    ds = Dataset(folder)
-    for k in ds.indices:
-        fr, _ = ds.frame(k)
-        if not (bool(fr["base/converged"]) and bool(fr["target/converged"])):
-            continue
-        z = np.asarray(fr["atomic_numbers"]).astype(int)
-        mol = gto.M(atom=[(int(a), tuple(r)) for a, r in zip(z, np.asarray(fr["coords"]))],
-                    unit="Bohr", basis=basis_name, charge=int(fr["charge"]), verbose=0)
-        p = jnp.asarray(projector_overlaps(mol, basis).overlaps)
+    for fr, z, p in labelled_frames(folder, basis, basis_name):
         oh = np.stack([z == 8, z != 8], axis=1).astype(float)
         s, jac = value_and_jac(jnp.asarray(fr["base/dm"]), p, jnp.asarray(oh))
         jac = np.asarray(jac)

@@ -50,17 +50,13 @@ KINDS = ("elements", "+onsite-shared", "+onsite", "+pair")
 ALPHAS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
-def frame_features(folder: str, basis_name: str = "def2-svp") -> list[dict]:
-    """Per frame: y (Hartree), atom count, and the three feature groups."""
+def labelled_frames(folder: str, basis, basis_name: str = "def2-svp"):
+    """Yield (labels, atomic numbers [natm], projector overlaps P [nao, natm, nproj]) of every
+    frame of a labelled folder whose base and target SCFs converged (coordinates in Bohr)."""
     from pyscf import gto
 
     from jaxks.data.store import Dataset
 
-    basis = default_basis()
-    shells = basis.shell_structure
-    onsite = jax.jit(lambda g, p: descriptors_from_overlaps(g, p, shells, "schatten"))
-    pair = jax.jit(lambda g, p: pair_features(g, p, shells, DIFFUSE_PAIR_RADIAL, (0, 1)))
-    out = []
     ds = Dataset(folder)
     for k in ds.indices:
         fr, _ = ds.frame(k)
@@ -69,7 +65,17 @@ def frame_features(folder: str, basis_name: str = "def2-svp") -> list[dict]:
         z = np.asarray(fr["atomic_numbers"]).astype(int)
         mol = gto.M(atom=[(int(a), tuple(r)) for a, r in zip(z, np.asarray(fr["coords"]))],
                     unit="Bohr", basis=basis_name, charge=int(fr["charge"]), verbose=0)
-        p = jnp.asarray(projector_overlaps(mol, basis).overlaps)
+        yield fr, z, jnp.asarray(projector_overlaps(mol, basis).overlaps)
+
+
+def frame_features(folder: str, basis_name: str = "def2-svp") -> list[dict]:
+    """Per frame: y (Hartree), atom count, and the feature groups."""
+    basis = default_basis()
+    shells = basis.shell_structure
+    onsite = jax.jit(lambda g, p: descriptors_from_overlaps(g, p, shells, "schatten"))
+    pair = jax.jit(lambda g, p: pair_features(g, p, shells, DIFFUSE_PAIR_RADIAL, (0, 1)))
+    out = []
+    for fr, z, p in labelled_frames(folder, basis, basis_name):
         g = jnp.asarray(fr["base/dm"])
         d = np.asarray(onsite(g, p))                       # [natm, 108]
         q = np.asarray(pair(g, p))                         # [natm, natm, S, S]
